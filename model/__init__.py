@@ -1,0 +1,1 @@
+"""The XLM-RoBERTa encoder (PyTorch only)."""

@@ -1,0 +1,1 @@
+"""Vocabulary, token shards and masked-LM pretraining on the cc100 corpus."""
