@@ -1,0 +1,284 @@
+"""Common Crawl snapshots: name -> wet.paths.gz -> selected WET files -> local cached copies.
+
+A snapshot (crawl) such as CC-MAIN-2019-30 lists its WET files, one relative path a line, in
+crawl-data/{snapshot}/wet.paths.gz. A "segment" here is one line of that list (one WET file,
+~150 MB, ~40k documents) numbered from 0, as in cc_net; `--segments 0-99` selects the first 100.
+
+`SegmentFetcher.fetch(path)` returns a verified local copy under the cache directory, keeping
+the Common Crawl layout. A file in the cache is complete by construction (fetch_to_file renames
+only verified files), so its existence is the "downloaded" marker and re-runs skip it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import random
+import re
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from pipeline.download import (
+    DEFAULT_MAX_CONCURRENT,
+    DownloadError,
+    DownloadResult,
+    RetryPolicy,
+    fetch_to_file,
+    process_slots,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://data.commoncrawl.org/"
+SNAPSHOT_RE = re.compile(r"^CC-MAIN-(\d{4})-(\d{2})$")
+
+
+def validate_snapshot(name: str) -> str:
+    """Return `name` if it looks like CC-MAIN-YYYY-WW (a weekly crawl id), else ValueError."""
+    match = SNAPSHOT_RE.match(name.strip()) if isinstance(name, str) else None
+    if not match or not 2013 <= int(match[1]) <= 2100 or not 1 <= int(match[2]) <= 53:
+        raise ValueError(f"invalid snapshot name {name!r}: expected CC-MAIN-YYYY-WW "
+                         "(year 2013 or later, week 01-53), e.g. CC-MAIN-2019-30")
+    return name.strip()
+
+
+def validate_base_url(base_url: str) -> str:
+    """Return the URL with a trailing '/', or ValueError for anything but http(s)."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"invalid --cc-base-url {base_url!r}: expected http(s)://host/[prefix/]")
+    return base_url if base_url.endswith("/") else base_url + "/"
+
+
+def paths_url(snapshot: str, base_url: str = DEFAULT_BASE_URL) -> str:
+    return validate_base_url(base_url) + f"crawl-data/{validate_snapshot(snapshot)}/wet.paths.gz"
+
+
+def segment_url(base_url: str, path: str) -> str:
+    """URL of one line of wet.paths.gz (a relative path) on the host or mirror `base_url`."""
+    if path.startswith(("http://", "https://")):
+        return path
+    return validate_base_url(base_url) + urllib.parse.quote(_safe_relpath(path))
+
+
+def _safe_relpath(path: str) -> str:
+    """Reject absolute paths and '..' so a listing cannot write outside the cache directory."""
+    pure = PurePosixPath(path.strip())
+    if not path.strip() or pure.is_absolute() or ".." in pure.parts:
+        raise ValueError(f"unsafe or empty segment path {path!r} (must be relative, no '..')")
+    return str(pure)
+
+
+def parse_segments(spec: str) -> list[int]:
+    """'0-99' or '3,5,10-12' -> sorted unique indices; 'all' -> [] meaning every segment."""
+    text = spec.strip()
+    if text.lower() in ("all", "*"):
+        return []
+    indices: set[int] = set()
+    for token in text.split(","):
+        token = token.strip()
+        first, dash, last = token.partition("-")
+        if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
+            raise ValueError(f"invalid --segments {spec!r}: bad item {token!r} (expected N, "
+                             "N-M or a comma-separated list, e.g. '0-99' or '3,5,10-12')")
+        lo, hi = int(first), int(last) if dash else int(first)
+        if hi < lo:
+            raise ValueError(f"invalid --segments {spec!r}: range {token!r} ends before it starts")
+        indices.update(range(lo, hi + 1))
+    return sorted(indices)
+
+
+def select_segments(paths: list[str], spec: str) -> list[str]:
+    """The lines of wet.paths picked by `spec` (see parse_segments), in listing order."""
+    indices = parse_segments(spec)
+    if not indices:
+        return list(paths)
+    out_of_range = [i for i in indices if i >= len(paths)]
+    if out_of_range:
+        raise ValueError(f"--segments {spec!r}: segment {out_of_range[0]} does not exist, "
+                         f"the snapshot lists {len(paths)} WET files (0-{len(paths) - 1})")
+    return [paths[i] for i in indices]
+
+
+def read_paths(path: str | Path) -> list[str]:
+    """Lines of a (gzipped) wet.paths file, blank lines skipped, each checked to be relative."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read WET path listing {path}: {e}") from None
+    if not lines:
+        raise ValueError(f"WET path listing {path} is empty")
+    for line in lines:
+        if not line.startswith(("http://", "https://")):
+            _safe_relpath(line)
+    return lines
+
+
+def wet_paths(snapshot: str, base_url: str = DEFAULT_BASE_URL,
+              cache_dir: str | Path = ".cache/commoncrawl", **fetch_kwargs) -> list[str]:
+    """The WET file list of `snapshot`, downloaded once into cache_dir (same layout as the host)."""
+    snapshot = validate_snapshot(snapshot)
+    local = Path(cache_dir) / f"crawl-data/{snapshot}/wet.paths.gz"
+    if not local.exists():
+        fetch_to_file(paths_url(snapshot, base_url), local, **fetch_kwargs)
+    return read_paths(local)
+
+
+@dataclass
+class SegmentFetcher:
+    """Fetch WET files of wet.paths into `cache_dir`, remembering what succeeded and failed.
+
+    Plain picklable config (no open sockets or locks) so a Beam DoFn can hold one; the
+    concurrency cap is the process-wide one from pipeline.download.
+    """
+
+    cache_dir: str
+    base_url: str = DEFAULT_BASE_URL
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    sleep: Callable[[float], None] = time.sleep
+    opener_factory: Callable | None = None  # () -> urllib OpenerDirector; tests bypass proxies
+    rng_seed: int | None = None
+    downloaded: dict[str, DownloadResult] = field(default_factory=dict)
+    cached: list[str] = field(default_factory=list)
+    failures: dict[str, DownloadError] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if "://" in str(self.cache_dir):
+            raise ValueError(f"cache_dir must be a local directory, got {self.cache_dir!r}")
+        self.cache_dir = str(self.cache_dir)
+        self.base_url = validate_base_url(self.base_url)
+        if self.max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
+
+    def local_path(self, path: str) -> Path:
+        if path.startswith(("http://", "https://")):
+            path = urllib.parse.urlsplit(path).path
+        return Path(self.cache_dir) / _safe_relpath(path.lstrip("/"))
+
+    def is_cached(self, path: str) -> bool:
+        return self.local_path(path).exists()
+
+    def fetch(self, path: str) -> Path:
+        """A verified local copy of `path`; DownloadError (also recorded in .failures) if not."""
+        local = self.local_path(path)
+        if local.exists():
+            self.cached.append(path)
+            return local
+        rng = random.Random(None if self.rng_seed is None else f"{self.rng_seed}:{path}")
+        try:
+            result = fetch_to_file(
+                segment_url(self.base_url, path), local, policy=self.policy,
+                slots=process_slots(self.max_concurrent), sleep=self.sleep, rng=rng,
+                opener=self.opener_factory() if self.opener_factory else None)
+        except DownloadError as e:
+            self.failures[path] = e
+            raise
+        self.failures.pop(path, None)
+        self.downloaded[path] = result
+        return local
+
+    def try_fetch(self, path: str) -> Path | None:
+        """Like fetch, but a failure returns None (it stays recorded in .failures)."""
+        try:
+            return self.fetch(path)
+        except DownloadError:
+            return None
+
+    def discard(self, path: str) -> None:
+        """Delete the cached copy (after processing, to bound disk use)."""
+        self.local_path(path).unlink(missing_ok=True)
+
+    def summary(self) -> dict:
+        """Counts for stats.json: what was downloaded, reused from cache, and what failed."""
+        results = list(self.downloaded.values())
+        return {
+            "downloaded": len(results),
+            "cached": len(self.cached),
+            "download_bytes": sum(r.bytes for r in results),
+            "download_seconds": round(sum(r.seconds for r in results), 3),
+            "download_retries": sum(r.attempts - 1 for r in results),
+            "resumed": sum(r.resumed for r in results),
+            "failed_segments": sorted(self.failures),
+            "failure_reasons": {p: str(e) for p, e in sorted(self.failures.items())},
+        }
+
+
+# -- CLI: list or prefetch the segments of a snapshot -----------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.snapshot",
+        description="List or download (with retries and resume) the WET files of a Common Crawl "
+                    "snapshot into a local cache, e.g. to prefetch before `cc100 corpus`.")
+    p.add_argument("--snapshot", required=True, help="crawl id, e.g. CC-MAIN-2019-30")
+    p.add_argument("--segments", default="0",
+                   help="indices into wet.paths: '0-99', '3,5,10-12', 'all'")
+    p.add_argument("--cache-dir", default=".cache/commoncrawl", help="local download cache")
+    p.add_argument("--cc-base-url", default=DEFAULT_BASE_URL, help="Common Crawl host or mirror")
+    p.add_argument("--list", action="store_true", help="print the selected URLs, download nothing")
+    p.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts)
+    p.add_argument("--timeout", type=float, default=RetryPolicy.timeout, help="seconds per read")
+    p.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT,
+                   help="parallel downloads (politeness cap)")
+    p.add_argument("--allow-failed-segments", action="store_true",
+                   help="exit 0 even if some segments could not be downloaded")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        policy = RetryPolicy(max_attempts=args.max_attempts, timeout=args.timeout)
+        fetcher = SegmentFetcher(args.cache_dir, args.cc_base_url, policy=policy,
+                                 max_concurrent=args.max_concurrent)
+        paths = wet_paths(args.snapshot, fetcher.base_url, args.cache_dir, policy=policy)
+        selected = select_segments(paths, args.segments)
+    except (ValueError, DownloadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.list:
+        for path in selected:
+            print(segment_url(fetcher.base_url, path))
+        return 0
+
+    done = 0
+    lock = threading.Lock()
+
+    def work(path: str) -> None:
+        nonlocal done
+        local = fetcher.try_fetch(path)
+        with lock:
+            done += 1
+            state = f"ok {local}" if local else f"FAILED {fetcher.failures[path]}"
+            print(f"[{done}/{len(selected)}] {state}", flush=True)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=args.max_concurrent) as pool:
+        list(pool.map(work, selected))
+    s = fetcher.summary()
+    print(f"{args.snapshot}: {len(selected)} segments, {s['downloaded']} downloaded "
+          f"({s['download_bytes'] / 1e6:.1f} MB, {s['download_retries']} retries, "
+          f"{s['resumed']} resumed), {s['cached']} already cached, "
+          f"{len(s['failed_segments'])} failed")
+    for path, reason in s["failure_reasons"].items():
+        print(f"  failed: {reason}")
+    if s["failed_segments"] and not args.allow_failed_segments:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
