@@ -1,0 +1,559 @@
+"""`cc100 vocab`: the XLM-R SentencePiece vocabulary, trained on alpha-sampled paragraph lines.
+
+1. measure p_i per language from the Parquet integer columns (lines = sum of nlines),
+2. q_i = p_i^alpha / sum p_j^alpha (train/sampling.py) and split the `--sentences` budget,
+3. stream each language's lines once, drawing every line floor(k/N) times plus a uniform
+   subset of k mod N lines once more (upsampling by repetition; row groups with nothing to
+   draw are not read), into a temp file,
+4. train a unigram model (character_coverage 0.9995, byte fallback, all cores) whose ids are
+   <unk>=0 <s>=1 </s>=2 like XLM-R's sentencepiece.bpe.model (train/tokenizer.py maps them),
+5. write VOCAB_DIR/sentencepiece.bpe.model, sampling.json (per language: raw_share,
+   sampled_share, sentences, lines) and vocab_config.json (flags and run summary).
+
+The text is fed raw (SentencePiece applies its own nmt_nfkc normalisation, as for XLM-R);
+cc_net's `normalize` (lower-case, no accents) is for the KenLM filter, not for the encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from train.corpus_reader import (
+    BUCKETS,
+    CorpusError,
+    LanguageData,
+    iter_paragraphs,
+    list_languages,
+    measure_language,
+)
+from train.sampling import allocate, alpha_sampling_probs, raw_shares
+from train.tokenizer import XLMRTokenizer
+
+MODEL_NAME = "sentencepiece.bpe.model"  # the file name transformers' XLMRobertaTokenizer expects
+SAMPLING_NAME = "sampling.json"
+CONFIG_NAME = "vocab_config.json"
+# SentencePiece skips longer input lines (bytes); we cut them at a character boundary instead.
+MAX_SENTENCE_BYTES = 4192
+SHARE_UNITS = ("lines", "chars")
+PROGRESS_EVERY = 1_000_000  # lines drawn between progress lines
+_HYPERGEOMETRIC_LIMIT = 10**9  # numpy's bound on ngood / nbad
+
+
+class VocabError(ValueError):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+@dataclass
+class VocabConfig:
+    corpus: Path
+    output: Path
+    vocab_size: int = 250_000
+    alpha: float = 0.3
+    sentences: int = 2_000_000
+    buckets: tuple[str, ...] = ("head", "middle")
+    langs: tuple[str, ...] | None = None
+    seed: int = 0
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    character_coverage: float = 0.9995
+    share_by: str = "lines"
+    allow_smaller_vocab: bool = False
+    quiet: bool = False
+
+    def __post_init__(self):
+        self.corpus, self.output = Path(self.corpus), Path(self.output)
+        if not (isinstance(self.alpha, (int, float)) and 0.0 <= self.alpha <= 1.0):
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.vocab_size < 16:
+            raise ValueError(f"vocab_size must be >= 16, got {self.vocab_size}")
+        if self.sentences < 1:
+            raise ValueError(f"sentences must be >= 1, got {self.sentences}")
+        if not self.buckets:
+            raise ValueError("buckets must name at least one bucket")
+        bad = [b for b in self.buckets if b not in BUCKETS]
+        if bad:
+            raise ValueError(
+                f"buckets: unknown bucket(s) {', '.join(bad)} (valid: {', '.join(BUCKETS)})"
+            )
+        if self.langs is not None and not self.langs:
+            raise ValueError("langs must name at least one language")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if not 0.0 < self.character_coverage <= 1.0:
+            raise ValueError(f"character_coverage must be in (0, 1], got {self.character_coverage}")
+        if self.share_by not in SHARE_UNITS:
+            raise ValueError(f"share_by must be one of {SHARE_UNITS}, got {self.share_by!r}")
+
+
+# -- corpus -> per-language sizes ----------------------------------------------------------
+
+
+def select_languages(cfg: VocabConfig) -> dict[str, LanguageData]:
+    """Measure the chosen languages and buckets. Bucket `all` (languages the perplexity stage
+    could not score, hence never split into head/middle/tail) is always included."""
+    available = list_languages(cfg.corpus)
+    if not available:
+        raise VocabError(
+            f"--corpus {cfg.corpus}: empty corpus (no {cfg.corpus}/LANG/BUCKET/*.parquet files)"
+        )
+    langs = sorted(available) if cfg.langs is None else list(dict.fromkeys(cfg.langs))
+    unknown = [lang for lang in langs if lang not in available]
+    if unknown:
+        raise VocabError(
+            f"--langs: unknown language(s) {', '.join(unknown)} "
+            f"(the corpus has: {', '.join(sorted(available))})"
+        )
+    wanted = set(cfg.buckets) | {"all"}
+    out = {}
+    for lang in langs:
+        files = [f for b, fs in sorted(available[lang].items()) if b in wanted for f in fs]
+        out[lang] = measure_language(lang, files)
+    if not any(d.lines for d in out.values()):
+        raise VocabError(
+            f"--corpus {cfg.corpus}: empty corpus: no paragraph lines in buckets "
+            f"{','.join(sorted(wanted))} for {', '.join(langs)}"
+        )
+    return out
+
+
+def sampling_plan(data: dict[str, LanguageData], cfg: VocabConfig) -> dict[str, dict]:
+    """raw_share, sampled_share (q_i), sentences (planned draws) and lines per language."""
+    counts = {lang: float(getattr(d, cfg.share_by)) for lang, d in data.items()}
+    p = raw_shares(counts)
+    q = alpha_sampling_probs(counts, cfg.alpha)
+    # A language can have characters but no lines only in a broken file; guard the division.
+    q = {lang: (q[lang] if data[lang].lines else 0.0) for lang in q}
+    n = allocate(cfg.sentences, q)
+    return {
+        lang: {
+            "raw_share": p[lang],
+            "sampled_share": q[lang] / (sum(q.values()) or 1.0),
+            "sentences": n[lang],
+            "lines": data[lang].lines,
+        }
+        for lang in data
+    }
+
+
+# -- drawing -------------------------------------------------------------------------------
+
+
+def split_draws(sizes: Sequence[int], m: int, rng: np.random.Generator) -> list[int]:
+    """How many of `m` draws without replacement from sum(sizes) items fall in each block.
+
+    Sequential hypergeometric splits (exact); while a side is beyond numpy's 10^9 limit a
+    binomial draw stands in (clipped so the counts stay feasible and still sum to m).
+    """
+    rest = int(sum(sizes))
+    if not 0 <= m <= rest:
+        raise ValueError(f"cannot draw {m} of {rest} items without replacement")
+    out = []
+    for s in sizes:
+        rest -= s
+        if m == 0 or s == 0:
+            c = 0
+        elif rest == 0:
+            c = m
+        elif s < _HYPERGEOMETRIC_LIMIT and rest < _HYPERGEOMETRIC_LIMIT:
+            c = int(rng.hypergeometric(s, rest, m))
+        else:
+            c = int(rng.binomial(m, s / (s + rest)))
+            c = min(max(c, m - rest), s, m)
+        out.append(c)
+        m -= c
+    return out
+
+
+def language_rng(seed: int, lang: str) -> np.random.Generator:
+    """One stream per language: adding a language does not change another's draw."""
+    return np.random.default_rng([seed, zlib.crc32(lang.encode("utf-8"))])
+
+
+def truncate_utf8(line: str, max_bytes: int) -> str:
+    data = line.encode("utf-8")
+    if len(data) <= max_bytes:
+        return line
+    return data[:max_bytes].decode("utf-8", errors="ignore")
+
+
+@dataclass
+class DrawStats:
+    planned: int = 0
+    written: int = 0
+    empty: int = 0  # drawn lines that were blank (not written)
+    truncated: int = 0
+    row_groups_read: int = 0
+    row_groups_skipped: int = 0
+    nlines_mismatch: int = 0  # row groups whose raw_content line count differs from nlines
+
+
+def draw_language(data: LanguageData, k: int, seed: int, stats: DrawStats) -> Iterator[str]:
+    """Yield k lines of one language: each line floor(k/N) times, k mod N lines once more."""
+    stats.planned = k
+    n = data.lines
+    if k == 0 or n == 0:
+        return
+    base, extra = divmod(k, n)
+    rng = language_rng(seed, data.lang)
+    extras = iter(split_draws([s for f in data.files for s in f.row_group_lines], extra, rng))
+    for f in data.files:
+        chosen = {}  # row group -> sorted positions drawn once more
+        # `extras` is shared by all files: zip takes this file's row groups from it
+        for i, (size, c) in enumerate(zip(f.row_group_lines, extras, strict=False)):
+            if c:
+                chosen[i] = np.sort(rng.choice(size, c, replace=False))
+            elif base:
+                chosen[i] = np.empty(0, np.int64)
+        stats.row_groups_skipped += len(f.row_group_lines) - len(chosen)
+        if not chosen:
+            continue
+        position, current = 0, None
+        for rg, line in iter_paragraphs(f, sorted(chosen)):
+            if rg != current:
+                if current is not None and position != f.row_group_lines[current]:
+                    stats.nlines_mismatch += 1
+                current, position, ptr, picks = rg, 0, 0, chosen[rg]
+                stats.row_groups_read += 1
+            copies = base
+            if ptr < len(picks) and picks[ptr] == position:
+                copies += 1
+                ptr += 1
+            position += 1
+            if not copies:
+                continue
+            if not line.strip():
+                stats.empty += copies
+                continue
+            cut = truncate_utf8(line, MAX_SENTENCE_BYTES)
+            stats.truncated += copies if cut is not line else 0
+            stats.written += copies
+            for _ in range(copies):
+                yield cut
+        if current is not None and position != f.row_group_lines[current]:
+            stats.nlines_mismatch += 1
+
+
+def write_sample(
+    data: dict[str, LanguageData], plan: dict[str, dict], seed: int, path: Path, log
+) -> dict[str, DrawStats]:
+    """Draw every language's lines into one text file (one sentence per line)."""
+    stats = {}
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        for lang, row in plan.items():
+            t0 = time.perf_counter()
+            st = stats[lang] = DrawStats()
+            for n, line in enumerate(draw_language(data[lang], row["sentences"], seed, st), 1):
+                out.write(line)
+                out.write("\n")
+                if n % PROGRESS_EVERY == 0:
+                    log(f"  {lang}: {n:,} of {row['sentences']:,} lines drawn ...")
+            if row["sentences"]:
+                log(
+                    f"  {lang}: {st.written:,} lines from {data[lang].lines:,} "
+                    f"({st.row_groups_read} row groups read, {st.row_groups_skipped} skipped) "
+                    f"in {time.perf_counter() - t0:.1f}s"
+                )
+    return stats
+
+
+# -- SentencePiece --------------------------------------------------------------------------
+
+_TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+_TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+
+
+def train_sentencepiece(sample: Path, cfg: VocabConfig) -> bytes:
+    """Train the unigram model on the sample; return the serialized model.
+
+    Errors SentencePiece reports about the vocabulary size become a VocabError saying what
+    size would work.
+    """
+    import sentencepiece as spm
+
+    spm.set_random_generator_seed(cfg.seed)
+    model = io.BytesIO()
+    with open(sample, encoding="utf-8", newline="\n") as f:
+        # An iterator (not input=path) keeps the temp path out of the model: same seed, same bytes.
+        sentences = (line[:-1] if line.endswith("\n") else line for line in f)
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=sentences,
+                model_writer=model,
+                model_type="unigram",
+                vocab_size=cfg.vocab_size,
+                character_coverage=cfg.character_coverage,
+                byte_fallback=True,
+                # XLM-R's sentencepiece.bpe.model layout; fairseq specials are added on top.
+                unk_id=0,
+                bos_id=1,
+                eos_id=2,
+                pad_id=-1,
+                num_threads=cfg.threads,
+                input_sentence_size=0,  # the sample is already the budget: use all of it
+                max_sentence_length=MAX_SENTENCE_BYTES,
+                hard_vocab_limit=not cfg.allow_smaller_vocab,
+                minloglevel=2 if cfg.quiet else 0,
+            )
+        except RuntimeError as e:
+            msg = str(e)
+            if m := _TOO_HIGH.search(msg):
+                raise VocabError(
+                    f"--vocab-size {m.group(1)} is too large for this sample: SentencePiece can "
+                    f"build at most {m.group(2)} pieces from it. Use --vocab-size {m.group(2)} or "
+                    f"less, more text (--sentences, more corpus), or --allow-smaller-vocab"
+                ) from None
+            if m := _TOO_SMALL.search(msg):
+                raise VocabError(
+                    f"--vocab-size {m.group(1)} is too small: the sample's characters at "
+                    f"character_coverage {cfg.character_coverage} plus the 3 special and 256 byte "
+                    f"pieces need at least {m.group(2)}"
+                ) from None
+            raise VocabError(f"SentencePiece training failed: {msg.splitlines()[0]}") from None
+    return model.getvalue()
+
+
+# -- CLI ------------------------------------------------------------------------------------
+
+
+def _split_list(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    return tuple(x for v in values for x in v.replace(",", " ").split())
+
+
+def parse_args(argv: list[str] | None) -> VocabConfig:
+    p = argparse.ArgumentParser(
+        prog="cc100 vocab",
+        description="Train the XLM-R SentencePiece unigram vocabulary on alpha-sampled lines.",
+    )
+    add = p.add_argument
+    add(
+        "--corpus",
+        required=True,
+        type=Path,
+        metavar="OUTPUT",
+        help="corpus OUTPUT dir (LANG/BUCKET/*.parquet)",
+    )
+    add(
+        "--output",
+        required=True,
+        type=Path,
+        metavar="VOCAB_DIR",
+        help="directory for sentencepiece.bpe.model, sampling.json, vocab_config.json",
+    )
+    add(
+        "--vocab-size",
+        type=int,
+        default=250_000,
+        metavar="N",
+        help="pieces; XLM-R ids = N + 2 (default: %(default)s)",
+    )
+    add(
+        "--alpha",
+        type=float,
+        default=0.3,
+        metavar="A",
+        help="sampling exponent in [0, 1] (default: %(default)s, as XLM-R)",
+    )
+    add(
+        "--sentences",
+        type=int,
+        default=2_000_000,
+        metavar="N",
+        help="paragraph lines to draw in all (default: %(default)s)",
+    )
+    add(
+        "--buckets",
+        default="head,middle",
+        metavar="B,B",
+        help="perplexity buckets to read; `all` is always read (default: %(default)s)",
+    )
+    add("--langs", nargs="+", metavar="LANG", help="languages to use (default: all in the corpus)")
+    add(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the line draw and of SentencePiece (default: %(default)s)",
+    )
+    add(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="SentencePiece threads (default: all cores, %(default)s)",
+    )
+    add(
+        "--character-coverage",
+        type=float,
+        default=0.9995,
+        metavar="C",
+        help="character share the alphabet covers; the rest is byte fallback "
+        "(default: %(default)s)",
+    )
+    add(
+        "--share-by",
+        choices=SHARE_UNITS,
+        default="lines",
+        help="unit of p_i (default: %(default)s)",
+    )
+    add(
+        "--allow-smaller-vocab",
+        action="store_true",
+        help="hard_vocab_limit=false: accept fewer pieces if the text cannot support --vocab-size",
+    )
+    add("--quiet", action="store_true", help="hide SentencePiece's own log")
+    a = p.parse_args(argv)
+    return VocabConfig(
+        corpus=a.corpus,
+        output=a.output,
+        vocab_size=a.vocab_size,
+        alpha=a.alpha,
+        sentences=a.sentences,
+        buckets=_split_list([a.buckets]),
+        langs=_split_list(a.langs),
+        seed=a.seed,
+        threads=a.threads,
+        character_coverage=a.character_coverage,
+        share_by=a.share_by,
+        allow_smaller_vocab=a.allow_smaller_vocab,
+        quiet=a.quiet,
+    )
+
+
+def format_table(plan: dict[str, dict], stats: dict[str, DrawStats] | None = None) -> str:
+    head = f"{'lang':<8}{'lines':>14}{'raw_share':>11}{'sampled':>10}{'sentences':>12}"
+    rows = [head + f"{'per_line':>10}"]
+    for lang, r in sorted(plan.items(), key=lambda kv: -kv[1]["raw_share"]):
+        drawn = stats[lang].written if stats else r["sentences"]
+        x = drawn / r["lines"] if r["lines"] else 0.0
+        rows.append(
+            f"{lang:<8}{r['lines']:>14,}{r['raw_share']:>11.4%}{r['sampled_share']:>10.4%}"
+            f"{drawn:>12,}{x:>10.3g}"
+        )
+    return "\n".join(rows)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run(cfg: VocabConfig, log=print) -> dict:
+    t_start = time.perf_counter()
+    data = select_languages(cfg)
+    lines, chars = sum(d.lines for d in data.values()), sum(d.chars for d in data.values())
+    files = sum(len(d.files) for d in data.values())
+    buckets = ",".join(cfg.buckets) + ("" if "all" in cfg.buckets else " + all")
+    log(
+        f"[vocab] {len(data)} languages, {lines:,} lines, {chars:,} chars in {files} files "
+        f"(buckets {buckets})"
+    )
+    plan = sampling_plan(data, cfg)
+    log(
+        f"[vocab] drawing {cfg.sentences:,} lines with alpha={cfg.alpha} "
+        f"(p_i by {cfg.share_by}), seed {cfg.seed}"
+    )
+    with tempfile.TemporaryDirectory(prefix="cc100-vocab-") as tmp:
+        sample = Path(tmp) / "sample.txt"
+        t0 = time.perf_counter()
+        stats = write_sample(data, plan, cfg.seed, sample, log)
+        t_sample = time.perf_counter() - t0
+        written = sum(s.written for s in stats.values())
+        if written == 0:
+            raise VocabError(f"--corpus {cfg.corpus}: the drawn lines are all blank")
+        mib = sample.stat().st_size / 2**20
+        log(f"[vocab] sample: {written:,} lines, {mib:,.1f} MiB in {t_sample:.1f}s")
+        log(
+            f"[vocab] training SentencePiece unigram, {cfg.vocab_size:,} pieces, "
+            f"{cfg.threads} threads (this is the long part)"
+        )
+        t0 = time.perf_counter()
+        model = train_sentencepiece(sample, cfg)
+        t_train = time.perf_counter() - t0
+
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    model_path = cfg.output / MODEL_NAME
+    tmp_path = model_path.with_suffix(".tmp")
+    tmp_path.write_bytes(model)
+    tmp_path.replace(model_path)
+    table = {
+        lang: {
+            "raw_share": r["raw_share"],
+            "sampled_share": r["sampled_share"],
+            "sentences": stats[lang].written,
+            "lines": r["lines"],
+        }
+        for lang, r in plan.items()
+    }
+    (cfg.output / SAMPLING_NAME).write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+
+    tok = XLMRTokenizer(model_path)
+    summary = {
+        "pieces": tok.num_pieces,
+        "xlmr_vocab_size": tok.vocab_size,
+        "sentences": written,
+        "empty_skipped": sum(s.empty for s in stats.values()),
+        "truncated": sum(s.truncated for s in stats.values()),
+        "nlines_mismatch": sum(s.nlines_mismatch for s in stats.values()),
+        "sample_seconds": round(t_sample, 2),
+        "train_seconds": round(t_train, 2),
+        "total_seconds": round(time.perf_counter() - t_start, 2),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+    }
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    (cfg.output / CONFIG_NAME).write_text(
+        json.dumps({"config": config, "summary": summary}, indent=2) + "\n", encoding="utf-8"
+    )
+
+    log("")
+    log(format_table(plan, stats))
+    log("")
+    if tok.num_pieces != cfg.vocab_size:
+        log(
+            f"[vocab] note: {tok.num_pieces:,} pieces obtained "
+            f"(asked {cfg.vocab_size:,}, --allow-smaller-vocab)"
+        )
+    if summary["empty_skipped"]:
+        log(f"[vocab] blank lines drawn and skipped: {summary['empty_skipped']:,}")
+    if summary["truncated"]:
+        log(f"[vocab] lines cut to {MAX_SENTENCE_BYTES} bytes: {summary['truncated']:,}")
+    if summary["nlines_mismatch"]:
+        log(
+            f"[vocab] warning: {summary['nlines_mismatch']} row groups where nlines differs "
+            "from the lines of raw_content"
+        )
+    log(
+        f"[vocab] wrote {model_path} ({tok.num_pieces:,} pieces -> {tok.vocab_size:,} XLM-R ids, "
+        f"<mask>={tok.mask_id}), {SAMPLING_NAME}, {CONFIG_NAME}"
+    )
+    log(
+        f"[vocab] {written:,} sentences; sampling {t_sample:.1f}s, training {t_train:.1f}s, "
+        f"peak RSS {summary['peak_rss_mib']:,.0f} MiB"
+    )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_args(argv)
+        run(cfg)
+    except (VocabError, CorpusError, ValueError) as e:
+        print(f"cc100 vocab: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
