@@ -1,0 +1,165 @@
+"""`cc100 export`: a pretraining checkpoint -> a Hugging Face XLMRobertaForMaskedLM directory.
+
+    cc100 export --checkpoint out/pretrain/checkpoint.pt --output out/hf [--vocab out/vocab]
+
+The checkpoint is the training loop's `torch.save`d dict with at least `model` (a state dict, possibly
+from a torch.compile'd or DDP-wrapped model) and `model_config` (`dataclasses.asdict(XLMRConfig)`);
+`vocab_file`, when present, says where the SentencePiece model is. The output directory gets
+config.json, model.safetensors and, when the vocabulary is known, sentencepiece.bpe.model and
+tokenizer_config.json, so both `XLMRobertaForMaskedLM.from_pretrained(dir)` and
+`XLMRobertaTokenizer.from_pretrained(dir)` load it. Re-running overwrites the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pickle
+import sys
+from pathlib import Path
+
+import torch
+
+from model.hf import VOCAB_NAME, save_state_pretrained
+from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
+
+# looked for, in order, when --checkpoint is a directory
+CHECKPOINT_NAMES = ("checkpoint.pt", "latest.pt", "ckpt.pt", "latest")
+
+
+class ExportError(Exception):
+    """Bad input: reported as one line naming the file, exit status 2."""
+
+
+def find_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or the one a run directory (or its `latest` pointer) names."""
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise ExportError(f"{path}: checkpoint not found")
+    for name in CHECKPOINT_NAMES:
+        candidate = path / name
+        if candidate.is_dir():
+            return find_checkpoint(candidate)
+        if candidate.is_file():
+            if name == "latest" and candidate.stat().st_size < 4096:
+                # a small text pointer: the name of the newest checkpoint, relative to the directory
+                try:
+                    target = candidate.read_text().strip()
+                except UnicodeDecodeError:
+                    return candidate  # not text: a checkpoint that happens to be called `latest`
+                if target:
+                    return find_checkpoint(path / target)
+            return candidate
+    raise ExportError(f"{path}: no checkpoint in this directory (looked for {', '.join(CHECKPOINT_NAMES)})")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """torch.load on the CPU, memory-mapped so optimizer state is never read into RAM."""
+    try:
+        try:
+            ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except pickle.UnpicklingError:
+            # a checkpoint that also pickled non-tensor state (numpy RNG, ...): the user's own file
+            print(f"note: {path} holds non-tensor objects; loading it with weights_only=False "
+                  "(only do this for checkpoints you trust)", file=sys.stderr)
+            ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise ExportError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict):
+        raise ExportError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
+    for key in ("model", "model_config"):
+        if key not in ckpt:
+            raise ExportError(f"{path}: not a cc100 checkpoint (no {key!r} key; has {', '.join(map(str, ckpt))})")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path: Path) -> XLMRForMaskedLM:
+    """Rebuild the model and load its weights strictly (every key, every shape)."""
+    try:
+        raw = ckpt["model_config"]
+        config = XLMRConfig.from_dict(dataclasses.asdict(raw) if dataclasses.is_dataclass(raw) else dict(raw))
+    except (TypeError, ValueError) as e:
+        raise ExportError(f"{path}: bad model_config: {e}") from None
+    state = unwrap_state_dict(ckpt["model"])
+    with torch.device("meta"):  # no random init: the weights come from the checkpoint
+        model = XLMRForMaskedLM(config)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ExportError(f"{path}: weights do not match model_config: {' '.join(first[:3])}") from None
+    return model
+
+
+def resolve_vocab(arg: str | None, recorded: str | None) -> Path | None:
+    """The SentencePiece model from --vocab (a file, or a directory holding one), else the checkpoint's."""
+    if arg is not None:
+        path = Path(arg)
+        if path.is_dir():
+            candidates = [path / VOCAB_NAME] if (path / VOCAB_NAME).is_file() else sorted(path.glob("*.model"))
+            if len(candidates) != 1:
+                raise ExportError(f"{path}: expected {VOCAB_NAME} or exactly one *.model file, found "
+                                  f"{len(candidates)}")
+            return candidates[0]
+        if not path.is_file():
+            raise ExportError(f"{path}: --vocab not found")
+        return path
+    if recorded:
+        path = Path(recorded)
+        if path.is_file():
+            return path
+        print(f"warning: the checkpoint's vocab_file {path} does not exist; exporting the weights "
+              "without a tokenizer (pass --vocab)", file=sys.stderr)
+    return None
+
+
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cc100 export",
+        description="Convert a pretraining checkpoint into a Hugging Face XLMRobertaForMaskedLM directory.")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint file, or a run directory holding checkpoint.pt / latest.pt / latest")
+    parser.add_argument("--output", required=True, help="directory to write (created; files overwritten)")
+    parser.add_argument("--vocab", default=None,
+                        help="SentencePiece model file, or the vocab stage's directory holding "
+                             f"{VOCAB_NAME} (default: the checkpoint's vocab_file)")
+    args = parser.parse_args(argv)
+
+    try:
+        path = find_checkpoint(Path(args.checkpoint))
+        print(f"loading {path}")
+        ckpt = load_checkpoint(path)
+        model = model_from_checkpoint(ckpt, path)
+        vocab = resolve_vocab(args.vocab, ckpt.get("vocab_file"))
+        print(f"writing {args.output}")
+        written = save_state_pretrained(model.state_dict(), model.config, args.output, vocab)
+    except ExportError as e:
+        print(f"cc100 export: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unwritable output, a vanished vocab file, ...
+        print(f"cc100 export: {e}", file=sys.stderr)
+        return 2
+
+    cfg = model.config
+    step = next((ckpt[k] for k in ("step", "iter_num", "global_step") if k in ckpt), None)
+    print("exported XLMRobertaForMaskedLM")
+    print(f"  checkpoint   {path}" + (f" (step {step})" if step is not None else ""))
+    print(f"  model        {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
+          f"{cfg.num_attention_heads} heads, vocab {cfg.vocab_size}, "
+          f"{model.get_num_params() / 1e6:.1f}M parameters")
+    for f in written:
+        print(f"  wrote        {f} ({_size(f)})")
+    if vocab is None:
+        print("  tokenizer    none (no --vocab and no vocab_file in the checkpoint): "
+              "XLMRobertaTokenizer will not load from this directory")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
