@@ -1,0 +1,159 @@
+"""The run's accounting: Beam counters -> stats.json and the summary printed at the end.
+
+Every counter lives in the "cc100" namespace; stats.json keeps all of them (including those a
+later stage adds), and the summary explains the ones this stage knows, grouped as
+what went in / what was dropped and why / what came out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+NAMESPACE = "cc100"
+MAX_LISTED_PROBLEM_FILES = 20
+
+# Counters of this stage, with their meaning (documented in stats.json under "counter_help").
+COUNTER_HELP = {
+    "files_read": "input files processed",
+    "files_failed": "input files that could not be opened or read",
+    "files_truncated": "gzip inputs that end early or are corrupt (records before the cut kept)",
+    "files_empty": "input files with no WARC record",
+    "files_without_conversion_records": "input files with records but no WET conversion record",
+    "records_read": "WARC records read (all types)",
+    "conversion_records": "WET conversion records (one per page)",
+    "non_conversion_records": "records of other types (warcinfo, response, ...), skipped",
+    "bad_wet_record": "records or byte ranges skipped as malformed (sum of bad_wet_record_*)",
+    "bad_wet_record_garbage": "ranges of bytes between records that are not a record",
+    "bad_wet_record_bad_header": "records whose header block is not WARC headers",
+    "bad_wet_record_truncated_record": "records cut off by the end of the input",
+    "bad_wet_record_record_too_large": "records without a boundary within 64 MiB",
+    "bad_wet_record_missing_url": "conversion records without WARC-Target-URI",
+    "garbage_bytes_skipped": "bytes skipped between records",
+    "content_length_mismatch": "records whose Content-Length was wrong, re-delimited and kept",
+    "invalid_utf8_records": "records with invalid UTF-8, decoded with U+FFFD and kept",
+    "docs_too_short": "documents shorter than --min-len, dropped",
+    "documents_read": "documents entering deduplication",
+    "lines_in": "paragraphs (lines) entering deduplication",
+    "duplicate_lines_removed": "paragraphs removed as duplicates",
+    "duplicated_paragraph_hashes": "distinct paragraphs found in two or more documents",
+    "chars_in": "characters of raw_content entering deduplication",
+    "chars_after_dedup": "characters of raw_content after deduplication",
+    "documents_emptied": "documents left without any line by deduplication, dropped",
+    "documents_after_dedup": "documents leaving deduplication",
+    "documents_out": "documents written to Parquet",
+    "parquet_files_written": "Parquet files written",
+}
+
+
+def counters_from_result(result) -> dict[str, int]:
+    """All committed counters of the "cc100" namespace, summed over steps."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    totals: dict[str, int] = defaultdict(int)
+    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[counter.key.metric.name] += int(value or 0)
+    return dict(sorted(totals.items()))
+
+
+def partitions(parts: list[dict]) -> dict[str, dict]:
+    """{"language/bucket": {documents, files, bytes}} from `io.list_parts` output."""
+    out: dict[str, dict] = {}
+    for p in parts:
+        entry = out.setdefault(f"{p['language']}/{p['bucket']}", {"documents": 0, "files": 0, "bytes": 0})
+        entry["documents"] += p["documents"]
+        entry["files"] += 1
+        entry["bytes"] += p["bytes"]
+    return dict(sorted(out.items()))
+
+
+def read_file_reports(lines: list[str]) -> list[dict]:
+    """files.jsonl lines -> reports sorted by path."""
+    reports = [json.loads(line) for line in lines if line.strip()]
+    return sorted(reports, key=lambda r: r["path"])
+
+
+def _n(x: int | float) -> str:
+    return f"{x:,}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "0%"
+
+
+def _size(n_bytes: int) -> str:
+    size = float(n_bytes)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n_bytes} B"
+
+
+def format_summary(stats: dict) -> str:
+    """stats.json -> the readable report printed at the end of `cc100 corpus`."""
+    c = defaultdict(int, stats["counters"])
+    cfg = stats["config"]
+    lines = [
+        f"cc100 corpus: finished in {stats['seconds']:.1f} s "
+        f"({stats['runner']}, {cfg['workers']} worker{'s' if cfg['workers'] != 1 else ''})",
+        "",
+        "in",
+        f"  files          {_n(c['files_read'])} read of {_n(len(stats['inputs']['files']))} matched by "
+        + ", ".join(repr(p) for p in stats["inputs"]["patterns"]),
+        f"  WARC records   {_n(c['records_read'])}: {_n(c['conversion_records'])} conversion, "
+        f"{_n(c['non_conversion_records'])} other types (warcinfo, ...) skipped",
+        "",
+        "dropped / repaired",
+        f"  bad records    {_n(c['bad_wet_record'])} skipped: "
+        + ", ".join(
+            f"{c['bad_wet_record_' + r]} {label}"
+            for r, label in (
+                ("garbage", "garbage ranges"),
+                ("bad_header", "bad headers"),
+                ("truncated_record", "truncated"),
+                ("record_too_large", "too large"),
+                ("missing_url", "without URL"),
+            )
+        ),
+        f"  repaired       {_n(c['content_length_mismatch'])} wrong Content-Length, "
+        f"{_n(c['invalid_utf8_records'])} invalid UTF-8 (replaced by U+FFFD); kept",
+        f"  bad files      {c['files_failed']} unreadable, {c['files_truncated']} truncated/corrupt gzip, "
+        f"{c['files_empty']} empty, {c['files_without_conversion_records']} without conversion records",
+        f"  too short      {_n(c['docs_too_short'])} documents under {cfg['min_len']} characters",
+        f"  dedup          {cfg['dedup']} over {stats['dedup_groups']} group"
+        f"{'s' if stats['dedup_groups'] != 1 else ''}: {_n(c['lines_in'])} lines in, "
+        f"{_n(c['duplicate_lines_removed'])} duplicate lines removed "
+        f"({_pct(c['duplicate_lines_removed'], c['lines_in'])}); "
+        f"{_n(c['documents_emptied'])} documents emptied",
+    ]
+    extra = sorted(set(c) - set(COUNTER_HELP))
+    if extra:  # counters of later stages (language identification, perplexity, ...)
+        lines.append("  other          " + ", ".join(f"{k} {_n(c[k])}" for k in extra))
+    parts = stats["partitions"]
+    total_bytes = sum(p["bytes"] for p in parts.values())
+    lines += [
+        "",
+        "out",
+        f"  documents      {_n(c['documents_out'])} of {_n(c['documents_read'])} read, "
+        f"in {_plural(c['parquet_files_written'], 'Parquet file')} ({_size(total_bytes)})",
+    ]
+    for name, p in parts.items():
+        lines.append(f"    {name:<16} {_plural(p['documents'], 'document'):>18}  {_plural(p['files'], 'file')}  {_size(p['bytes'])}")
+    lines.append(f"  written to     {stats['output']}  (stats.json, files.jsonl)")
+    problems = stats["problem_files"]
+    if problems:
+        lines += ["", f"files with problems ({len(problems)}; all listed in stats.json):"]
+        for r in problems[:MAX_LISTED_PROBLEM_FILES]:
+            lines.append(f"  {r['path']}: {'; '.join(r['problems'])}")
+        if len(problems) > MAX_LISTED_PROBLEM_FILES:
+            lines.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEM_FILES} more")
+    if not c["documents_out"]:
+        lines += ["", "warning: no document was written"]
+    return "\n".join(lines)

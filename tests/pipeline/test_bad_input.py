@@ -1,0 +1,312 @@
+"""Every bad input of the issue: a clear one-line error before the pipeline starts, or a skip
+that is counted and reported - never a traceback, never a silent loss."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.main import main
+from pipeline.wet import (
+    BAD_HEADER,
+    GARBAGE,
+    TRUNCATED_RECORD,
+    WetFileReport,
+    documents_from_records,
+    iter_wet_records,
+    read_wet_file,
+)
+from tests.pipeline.corpus_helpers import gzip_members, warc_record, warcinfo
+
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+
+
+def _body(tag: str, i: int) -> str:
+    """A page whose paragraphs are unique to (tag, i) even after digits are normalised to 0."""
+    lines = [f"{tag} title {i}"] + [f"{tag} record {WORDS[i]} paragraph {WORDS[j]}: " + "text " * 12 for j in range(8)]
+    return "\n".join(lines) + "\n"
+
+
+def _records(tag: str, n: int = 5) -> list[bytes]:
+    return [warc_record(_body(tag, i), url=f"http://{tag}.example/{i}") for i in range(n)]
+
+
+def _parse(data: bytes) -> tuple[list, WetFileReport]:
+    report = WetFileReport("mem")
+    return list(iter_wet_records(io.BytesIO(data), "mem", report)), report
+
+
+def _urls(records) -> list[str]:
+    return [r.headers.get("warc-target-uri") for r in records]
+
+
+# -- truncated / corrupt gzip ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut_member", [2, 4])
+def test_truncated_gzip_keeps_the_records_before_the_cut(cut_member):
+    members = [gzip.compress(r, mtime=0) for r in _records("t")]
+    data = b"".join(members[:cut_member]) + members[cut_member][: len(members[cut_member]) // 2]
+    records, report = _parse(data)
+    assert _urls(records) == [f"http://t.example/{i}" for i in range(cut_member)]
+    assert records[-1].body == _body("t", cut_member - 1).encode()  # complete, not cut
+    assert report.skipped[TRUNCATED_RECORD] == 1
+    assert report.error.startswith("truncated gzip")
+    assert any("truncated gzip" in p for p in report.problems)
+
+
+def test_corrupt_gzip_member_is_skipped_when_caught_at_its_start():
+    members = [gzip.compress(r, mtime=0) for r in _records("c")]
+    bad = bytearray(members[3])
+    bad[20:40] = b"\xff" * 20  # destroy the deflate stream of a small member
+    records, report = _parse(b"".join(members[:3]) + bytes(bad) + b"".join(members[4:]))
+    assert _urls(records) == ["http://c.example/0", "http://c.example/1", "http://c.example/2", "http://c.example/4"]
+    assert report.skipped[GARBAGE] == 1 and report.garbage_bytes == len(bad)
+
+
+def test_corruption_deep_inside_a_large_member_ends_the_file_after_the_good_records():
+    rng = random.Random(1)
+    big_text = "Big page\n" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz \n") for _ in range(300_000))
+    members = [gzip.compress(r, mtime=0) for r in _records("d", 2)]
+    big = bytearray(gzip.compress(warc_record(big_text, url="http://d.example/big"), mtime=0))
+    assert len(big) > 2 * 64 * 1024  # decompressed over several reads
+    big[150_000:150_100] = b"\x00" * 100
+    records, report = _parse(b"".join(members) + bytes(big) + members[0])
+    assert _urls(records) == ["http://d.example/0", "http://d.example/1"]
+    assert report.error.startswith("corrupt gzip")
+    assert report.skipped[TRUNCATED_RECORD] == 1  # the big record's decoded start is not kept
+
+
+# -- garbage ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_garbage_between_records_is_skipped_and_counted(compressed):
+    records = _records("g")
+    garbage = b"\x00\xff\xfeNOT A RECORD\r\nstill garbage\r\n\r\n"
+    parts = [b"junk at the start\n", *records[:2], garbage, *records[2:], b"trailing junk"]
+    data = gzip_members(parts) if compressed else b"".join(parts)
+    parsed, report = _parse(data)
+    assert _urls(parsed) == [f"http://g.example/{i}" for i in range(5)]
+    assert report.skipped[GARBAGE] == 3
+    assert report.garbage_bytes == len(b"junk at the start\n") + len(garbage) + len(b"trailing junk")
+
+
+def test_raw_garbage_between_gzip_members_is_skipped_and_counted():
+    members = [gzip.compress(r, mtime=0) for r in _records("z")]
+    garbage = b"\x00\x01not gzip at all\x1f\x8b but no member" * 3  # even a stray magic
+    parsed, report = _parse(b"".join(members[:2]) + garbage + b"".join(members[2:]) + b"\xff" * 5)
+    assert _urls(parsed) == [f"http://z.example/{i}" for i in range(5)]
+    assert report.skipped[GARBAGE] == 2 and report.garbage_bytes == len(garbage) + 5
+    assert report.error is None
+
+
+def test_malformed_header_skips_one_record_only():
+    records = _records("h")
+    broken = records[1].replace(b"WARC-Date: ", b"WARC-Date ")  # a header line without ':'
+    parsed, report = _parse(gzip_members([records[0], broken, *records[2:]]))
+    assert _urls(parsed) == ["http://h.example/0", "http://h.example/2", "http://h.example/3", "http://h.example/4"]
+    assert report.skipped[BAD_HEADER] == 1
+
+
+# -- lying Content-Length ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", ["too_short", "too_long", "much_too_long", "missing", "not_a_number"])
+def test_wrong_content_length_is_repaired_and_counted(length):
+    body = _body("liar", 1)
+    n = len(body.encode())
+    value = {"too_short": n - 100, "too_long": n + 40, "much_too_long": n + 5000, "missing": None, "not_a_number": "12ab"}[length]
+    liar = warc_record(body, url="http://liar.example/1", content_length=0)
+    if value is None:
+        liar = liar.replace(b"Content-Length: 0\r\n", b"")
+    else:
+        liar = liar.replace(b"Content-Length: 0\r\n", f"Content-Length: {value}\r\n".encode())
+    records = _records("ok")
+    parsed, report = _parse(gzip_members([records[0], liar, *records[1:]]))
+    assert _urls(parsed) == ["http://ok.example/0", "http://liar.example/1"] + [f"http://ok.example/{i}" for i in range(1, 5)]
+    assert parsed[1].body.rstrip(b"\n") == body.encode().rstrip(b"\n")  # only the line end may differ
+    assert all(r.body == _body("ok", i).encode() for r, i in zip(parsed[2:], range(1, 5)))
+    assert report.content_length_mismatch == 1
+    assert sum(report.skipped.values()) == 0
+
+
+def test_wrong_content_length_of_the_last_record():
+    records = _records("end", 2)
+    last = records[1].replace(b"Content-Length: ", b"Content-Length: 9")  # far too long
+    parsed, report = _parse(b"".join([records[0], last]))
+    assert _urls(parsed) == ["http://end.example/0", "http://end.example/1"]
+    assert parsed[1].body.rstrip(b"\r\n") == _body("end", 1).encode().rstrip(b"\n")
+    assert report.content_length_mismatch == 1
+
+
+# -- invalid UTF-8, empty files, non-WET WARC ---------------------------------------------------
+
+
+def test_invalid_utf8_is_replaced_counted_and_kept():
+    body = _body("u", 0).encode().replace(b"paragraph delta", b"paragraph \xff\xfedelta caf\xe9")
+    report = WetFileReport("mem")
+    records = iter_wet_records(io.BytesIO(gzip_members([warc_record(body, url="http://u/")])), "mem", report)
+    (doc,) = documents_from_records(records, "mem", 0, report)
+    assert report.invalid_utf8 == 1
+    assert "paragraph \ufffd\ufffddelta caf\ufffd" in doc.raw_content
+    assert any("invalid UTF-8" in p for p in report.problems)
+
+
+@pytest.mark.parametrize("content", [b"", gzip.compress(b""), b"\r\n\r\n"])
+def test_empty_file_reads_zero_records_and_is_reported(tmp_path, content):
+    path = tmp_path / "empty.warc.wet.gz"
+    path.write_bytes(content)
+    report = WetFileReport(str(path))
+    assert list(read_wet_file(str(path), 0, report)) == []
+    assert report.records == 0 and report.error is None
+    assert report.problems == ["empty file: no WARC records"]
+
+
+def test_non_wet_warc_gives_no_documents_and_says_so(shared_data):
+    path = shared_data / "wet" / "cc_resiliparse_warcfile.warc.gz"  # request/response/metadata
+    report = WetFileReport(str(path))
+    assert list(read_wet_file(str(path), 0, report)) == []
+    assert report.records == 50 and report.conversion_records == 0
+    assert report.non_conversion_records == 50
+    assert report.problems == ["no conversion records (not a WET file?)"]
+
+
+def test_unreadable_path_is_reported_not_raised(tmp_path):
+    report = WetFileReport("x")
+    assert list(read_wet_file(str(tmp_path / "gone.warc.wet.gz"), 0, report)) == []
+    assert report.error.startswith("cannot open")
+
+
+# -- before the pipeline starts: errors naming the argument ------------------------------------
+
+
+def _main(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_glob_matching_nothing_is_a_clear_error(tmp_path, capsys):
+    good = tmp_path / "a.warc.wet.gz"
+    good.write_bytes(gzip_members(_records("a")))
+    out = tmp_path / "out"
+    code, _, err = _main(["--input", str(good), "--input", str(tmp_path / "nope-*.wet.gz"), "--output", str(out)], capsys)
+    assert code == 2
+    assert err.strip() == f"cc100 corpus: --input {str(tmp_path / 'nope-*.wet.gz')!r} matches no files"
+    assert sorted(os.listdir(tmp_path)) == ["a.warc.wet.gz"]  # nothing created
+    code, _, err = _main(["--input", str(tmp_path), "--output", str(out)], capsys)
+    assert code == 2 and "is a directory; give a glob such as" in err
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path, capsys):
+    good = tmp_path / "a.warc.wet.gz"
+    good.write_bytes(gzip_members(_records("a")))
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    code, _, err = _main(["--input", str(good), "--output", str(blocker / "out")], capsys)
+    assert code == 2
+    assert err.startswith(f"cc100 corpus: --output {blocker / 'out'}: cannot write there")
+    assert len(err.strip().splitlines()) == 1
+    if os.geteuid() != 0:  # permissions do not stop root
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        code, _, err = _main(["--input", str(good), "--output", str(locked / "out")], capsys)
+        assert code == 2 and "cannot write there" in err
+
+
+def test_output_holding_a_finished_run_or_other_files_is_refused(tmp_path, capsys):
+    good = tmp_path / "a.warc.wet.gz"
+    good.write_bytes(gzip_members(_records("a")))
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "stats.json").write_text("{}")
+    code, _, err = _main(["--input", str(good), "--output", str(finished)], capsys)
+    assert code == 2 and "already holds a finished run" in err and "--overwrite" in err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    code, _, err = _main(["--input", str(good), "--output", str(other), "--overwrite"], capsys)
+    assert code == 2 and "not a cc100 corpus output" in err
+    assert (other / "notes.txt").read_text() == "mine"
+    assert not list(tmp_path.glob("*.tmp-*"))  # no staging left behind
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--min-len", "-1"], "--min-len must be >= 0"),
+        (["--dedup-group-size", "0"], "--dedup-group-size must be >= 1"),
+        (["--dedup", "exact"], "invalid choice: 'exact'"),
+        (["--min_len", "5"], "unrecognized arguments (neither cc100 corpus flags nor Beam options): --min_len"),
+    ],
+)
+def test_bad_flags_are_usage_errors(tmp_path, capsys, flags, message):
+    code, _, err = _main(["--input", "x", "--output", str(tmp_path / "o"), *flags], capsys)
+    assert code == 2 and message in err
+
+
+# -- end to end, through the console script ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_console_script_reports_every_bad_file_and_keeps_the_good_records(tmp_path):
+    """`cc100 corpus` as a user runs it, on a directory holding one file of each bad kind."""
+    wet = tmp_path / "wet"
+    wet.mkdir()
+    good = _records("good")
+    members = [gzip.compress(r, mtime=0) for r in _records("trunc")]
+    (wet / "01-good.warc.wet.gz").write_bytes(gzip_members([warcinfo(), *good]))
+    (wet / "02-truncated.warc.wet.gz").write_bytes(b"".join(members[:3]) + members[3][: len(members[3]) // 2])
+    (wet / "03-garbage.warc.wet.gz").write_bytes(gzip_members([*_records("garb")[:2], b"\x00garbage\xff\r\n", *_records("garb")[2:]]))
+    liar = warc_record(_body("liar", 9), url="http://liar.example/9", content_length=17)
+    (wet / "04-liar.warc.wet.gz").write_bytes(gzip_members([_records("l2")[0], liar, *_records("l2")[1:]]))
+    utf8 = warc_record(_body("utf", 0).encode().replace(b"text", b"t\xffxt", 1), url="http://utf.example/0")
+    (wet / "05-utf8.warc.wet.gz").write_bytes(gzip_members([utf8]))
+    (wet / "06-empty.warc.wet.gz").write_bytes(b"")
+    (wet / "07-response.warc.gz").write_bytes(gzip_members([warc_record("HTTP/1.1 200 OK\r\n\r\n<html>", warc_type="response")]))
+
+    cc100 = Path(sys.executable).with_name("cc100")
+    assert cc100.exists(), "the cc100 console script is missing: run `make setup`"
+    out = tmp_path / "out"
+    proc = subprocess.run([str(cc100), "corpus", "--input", str(wet / "*"), "--output", str(out), "--min-len", "100"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "read " in proc.stderr and "records/s" in proc.stderr  # progress lines
+
+    stats = json.loads((out / "stats.json").read_text())
+    c = stats["counters"]
+    assert c["files_read"] == 7
+    assert c["files_truncated"] == 1 and c["bad_wet_record_truncated_record"] == 1
+    assert c["bad_wet_record_garbage"] == 1
+    assert c["content_length_mismatch"] == 1
+    assert c["invalid_utf8_records"] == 1
+    assert c["files_empty"] == 1
+    assert c["files_without_conversion_records"] == 1
+    problems = {Path(p["path"]).name: " ".join(p["problems"]) for p in stats["problem_files"]}
+    assert set(problems) == {"02-truncated.warc.wet.gz", "03-garbage.warc.wet.gz", "04-liar.warc.wet.gz",
+                             "05-utf8.warc.wet.gz", "06-empty.warc.wet.gz", "07-response.warc.gz"}
+    assert "truncated gzip" in problems["02-truncated.warc.wet.gz"]
+    assert "not a WET file" in problems["07-response.warc.gz"]
+    for name in problems:  # the summary names every file with a problem
+        assert name in proc.stdout
+
+    table = pq.read_table(out / "und" / "all")
+    urls = set(table.column("url").to_pylist())
+    expected = {f"http://good.example/{i}" for i in range(5)} | {f"http://trunc.example/{i}" for i in range(3)}
+    expected |= {f"http://garb.example/{i}" for i in range(5)} | {f"http://l2.example/{i}" for i in range(5)}
+    expected |= {"http://liar.example/9", "http://utf.example/0"}
+    assert urls == expected
+    assert c["documents_out"] == len(expected) == table.num_rows
