@@ -223,7 +223,45 @@ def save_state_pretrained(state_dict: dict[str, torch.Tensor], config: XLMRConfi
             "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
         })
         written += [out / VOCAB_NAME, out / TOKENIZER_CONFIG_NAME]
+        tokenizer_json = write_tokenizer_json(out)
+        if tokenizer_json is not None:
+            written.append(tokenizer_json)
     return written
+
+
+def write_tokenizer_json(out_dir: Path) -> Path | None:
+    """Write tokenizer.json (the fast tokenizer) with SentencePiece's byte fallback kept on.
+
+    transformers' sentencepiece -> tokenizers converter turns byte fallback off, so a character
+    outside the vocabulary would become <unk> in transformers while our model was trained on its
+    UTF-8 byte pieces. Converting here and switching byte fallback back on gives transformers
+    exactly our ids. Needs `transformers` (optional: without it the directory still loads, through
+    the converter, with the <unk> difference above).
+    """
+    try:
+        from tokenizers import Tokenizer, decoders
+        from transformers import XLMRobertaTokenizer
+        from transformers.convert_slow_tokenizer import convert_slow_tokenizer
+    except ImportError:
+        return None
+    slow = XLMRobertaTokenizer.from_pretrained(str(out_dir))
+    spec = json.loads(convert_slow_tokenizer(slow).to_str())
+    spec["model"]["byte_fallback"] = True
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    # pieces -> text: "▁" is a space, byte pieces (<0xE2><0x82><0xAC>) become their character,
+    # and the space the encoder prepended to the first word goes away
+    tokenizer.decoder = decoders.Sequence([
+        decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+        decoders.Strip(" ", 1, 0),
+    ])
+    path = out_dir / "tokenizer.json"
+    tokenizer.save(str(path))
+    # AutoTokenizer must load tokenizer.json as it is: transformers' own XLMRobertaTokenizer class
+    # rebuilds the Unigram model with byte_fallback=False.
+    config_path = out_dir / TOKENIZER_CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    _write_json(config_path, {**config, "tokenizer_class": "PreTrainedTokenizerFast"})
+    return path
 
 
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import numpy as np
 import pytest
@@ -171,3 +172,34 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys, tiny_config, ca
     assert rc == 2
     assert err[-1].startswith("cc100 export: ") and message in err[-1], err
     assert "Traceback" not in "\n".join(err)
+
+
+def test_exported_fast_tokenizer_keeps_byte_fallback(tmp_path, tiny_config):
+    """A character the vocabulary lacks must reach transformers as the same UTF-8 byte pieces our
+    tokenizer (and so the model in training) used, not as <unk>; and decode back to the text."""
+    import sentencepiece as spm
+
+    from train.tokenizer import XLMRTokenizer
+
+    vocab = tmp_path / "byte.model"
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(SENTENCES * 4), model_writer=buf, vocab_size=700,
+        model_type="unigram", character_coverage=0.98, byte_fallback=True,
+        hard_vocab_limit=False, minloglevel=2)
+    vocab.write_bytes(buf.getvalue())
+    ours = XLMRTokenizer(vocab)
+    cfg = dataclasses.replace(tiny_config, vocab_size=ours.vocab_size)
+    write_checkpoint(tmp_path / "ckpt.pt", trained_model(cfg), cfg, vocab_file=str(vocab))
+    out = tmp_path / "hf"
+    assert main(["--checkpoint", str(tmp_path / "ckpt.pt"), "--output", str(out)]) == 0
+    assert (out / "tokenizer.json").is_file()
+
+    text = "Price: 5€ ✓ — déjà vu"  # €, ✓ and — are not in the vocabulary (coverage 0.98)
+    assert ours.unk_id not in ours.encode(text)
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert ids == ours.encode(text)
+    assert tok.decode(ids) == text == ours.decode(ids)
+    assert tok(text)["input_ids"] == [0, *ids, 2]
+    assert (tok.pad_token_id, tok.mask_token_id, len(tok)) == (1, cfg.vocab_size - 1, cfg.vocab_size)
