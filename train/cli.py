@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("train.tokenize", "Parquet corpus -> per-language token shards"),
     "pretrain": ("train.main", "masked-LM pretraining of the XLM-R encoder"),
     "export": ("model.export", "checkpoint -> Hugging Face XLMRobertaForMaskedLM directory"),
+    "plot": ("train.plot", "training log.jsonl -> PNG loss curves"),
+    "prefetch": ("pipeline.snapshot", "download WET segments of a snapshot (retries, resume)"),
 }
 
 
