@@ -1,0 +1,268 @@
+"""`cc100 report`: the HTML/PNG report shows exactly what stats.json and the Parquet files hold."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import report
+from pipeline.schema import PARQUET_SCHEMA, Document
+
+# language -> {bucket: documents}; "it" has no LM: bucket "all", no perplexity.
+LAYOUT = {
+    "en": {"head": 31, "middle": 24, "tail": 40},
+    "fr": {"head": 8, "middle": 6, "tail": 9},
+    "zh": {"head": 5, "middle": 4, "tail": 6},
+    "it": {"all": 4},
+}
+CUTS = {"en": (250.0, 480.0), "fr": (300.0, 520.0), "zh": (900.0, 1500.0)}  # (p30, p60)
+DUPLICATE_LINES = [["We use cookies to improve your experience.", 41], ["Home", 77], ["© 2024 Example", 12]]
+
+
+def _doc(lang: str, bucket: str, i: int, rng: random.Random) -> Document:
+    if bucket == "all":
+        perplexity = None
+    else:
+        p30, p60 = CUTS[lang]
+        lo, hi = {"head": (p30 * 0.3, p30 * 0.99), "middle": (p30, p60 * 0.99), "tail": (p60, p60 * 4)}[bucket]
+        perplexity = round(rng.uniform(lo, hi), 1)
+    text = f"{lang} {bucket} document {i} " + "word " * rng.randrange(60, 400)
+    return Document(
+        url=f"https://{lang}.example/{bucket}/{i}", date_download="2024-05-18T00:00:00Z",
+        digest="sha1:X", source_domain=f"{lang}.example", title="t", raw_content=text,
+        length=len(text), nlines=1, cc_segment="seg", record_offset=i, original_nlines=3,
+        original_length=len(text) + 50, line_ids=[0], language=lang,
+        language_score=round(rng.uniform(0.5, 1.0), 2), perplexity=perplexity, bucket=bucket,
+    )
+
+
+def make_output(root: Path, cutoffs: bool = True) -> Path:
+    """A finished `cc100 corpus` output: Parquet tree, stats.json, cutoffs.csv."""
+    rng = random.Random(0)
+    out = root / "corpus"
+    rows_total = 0
+    partitions = {}
+    for lang, buckets in LAYOUT.items():
+        for bucket, n in buckets.items():
+            docs = [_doc(lang, bucket, i, rng) for i in range(n)]
+            # en/head in two part files, like a multi-worker run
+            chunks = [docs[: n // 2], docs[n // 2 :]] if (lang, bucket) == ("en", "head") else [docs]
+            for k, chunk in enumerate(chunks):
+                path = out / lang / bucket / f"part-{k:05d}-of-{len(chunks):05d}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(pa.Table.from_pylist([d.to_row() for d in chunk], schema=PARQUET_SCHEMA), path)
+            partitions[f"{lang}/{bucket}"] = {"documents": n, "files": len(chunks), "bytes": 1}
+            rows_total += n
+    counters = {
+        "conversion_records": rows_total + 70,
+        "docs_too_short": 30,
+        "documents_read": rows_total + 40,
+        "documents_emptied": 15,
+        "documents_after_dedup": rows_total + 25,
+        "duplicate_lines_removed": 912,
+        "lid_dropped_threshold": 25,
+        "lid_documents_out": rows_total,
+        "documents_out": rows_total,
+        **{f"documents:{k.replace('/', ':')}": v["documents"] for k, v in partitions.items()},
+    }
+    stats = {
+        "command": "cc100 corpus", "config": {"min_len": 300, "lang_threshold": 0.5},
+        "seconds": 12.5, "counters": counters, "partitions": partitions,
+        "top_duplicate_lines": DUPLICATE_LINES,
+    }
+    (out / "stats.json").write_text(json.dumps(stats))
+    if cutoffs:
+        langs = sorted(CUTS)
+        lines = ["," + ",".join(langs)]
+        for p in range(100):
+            cells = []
+            for lang in langs:
+                p30, p60 = CUTS[lang]
+                # piecewise linear through (30, p30) and (60, p60): strictly increasing
+                cells.append(f"{p30 * (0.2 + 0.8 * p / 30) if p <= 30 else p30 + (p60 - p30) * (p - 30) / 30:.3f}")
+            lines.append(f"{p}," + ",".join(cells))
+        (out / "cutoffs.csv").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def parquet_truth(out: Path) -> dict[str, dict]:
+    """Per-language documents/characters/buckets read independently of the report module."""
+    truth: dict[str, dict] = {}
+    for path in out.glob("*/*/part-*.parquet"):
+        t = pq.read_table(path, columns=["language", "bucket", "length"]).to_pylist()
+        for row in t:
+            entry = truth.setdefault(row["language"], {"documents": 0, "characters": 0, "buckets": {}})
+            entry["documents"] += 1
+            entry["characters"] += row["length"]
+            entry["buckets"][row["bucket"]] = entry["buckets"].get(row["bucket"], 0) + 1
+    return truth
+
+
+def cell(html_text: str, **attrs) -> str:
+    selector = "".join(f'(?=[^>]*data-{k.replace("_", "-")}="{re.escape(v)}")' for k, v in attrs.items())
+    m = re.search(rf"<td{selector}[^>]*>([^<]*)</td>", html_text)
+    assert m, f"no cell {attrs}"
+    return m.group(1)
+
+
+def as_int(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = make_output(tmp_path_factory.mktemp("report"))
+    assert report.main([str(out)]) == 0
+    return out, (out / "report" / "index.html").read_text(encoding="utf-8")
+
+
+def test_report_numbers_match_stats_and_parquet(rendered):
+    out, page = rendered
+    stats = json.loads((out / "stats.json").read_text())
+    truth = parquet_truth(out)
+    assert set(truth) == set(LAYOUT)
+    for lang, entry in truth.items():
+        assert as_int(cell(page, lang=lang, field="documents")) == entry["documents"]
+        assert as_int(cell(page, lang=lang, field="characters")) == entry["characters"]
+        for bucket, n in entry["buckets"].items():
+            assert as_int(cell(page, lang=lang, field=f"bucket-{bucket}")) == n
+    c = stats["counters"]
+    expected_funnel = {
+        "WET pages read": c["conversion_records"],
+        "long enough": c["documents_read"],
+        "after paragraph dedup": c["documents_after_dedup"],
+        "language kept": c["lid_documents_out"],
+        "written to Parquet": c["documents_out"],
+    }
+    for stage, value in expected_funnel.items():
+        assert as_int(cell(page, funnel=stage)) == value
+    assert 'data-funnel="after near-duplicate removal"' not in page  # optional, not in this run
+    bucket_sums = {}
+    for entry in truth.values():
+        for bucket, n in entry["buckets"].items():
+            bucket_sums[bucket] = bucket_sums.get(bucket, 0) + n
+    for bucket, n in bucket_sums.items():
+        assert as_int(cell(page, bucket=bucket)) == n
+    assert as_int(cell(page, counter="duplicate_lines_removed")) == 912
+    for line, count in DUPLICATE_LINES:
+        assert re.search(rf">{re.escape(line)}</td><td data-duplicate-count=\"1\">{count:,}<", page)
+    assert "data-warning" not in page
+
+
+def test_report_draws_the_cutoffs_of_cutoffs_csv(rendered):
+    out, page = rendered
+    numbers = json.loads((out / "report" / "report.json").read_text())
+    assert numbers["cutoffs_source"] == "cutoffs.csv"
+    for lang, (p30, p60) in CUTS.items():
+        assert numbers["cutoffs"][lang] == pytest.approx([p30, p60], abs=1e-3)
+        assert float(cell(page, cutoff=f"{lang}-head").replace(",", "")) == pytest.approx(p30, abs=0.05)
+        assert float(cell(page, cutoff=f"{lang}-tail").replace(",", "")) == pytest.approx(p60, abs=0.05)
+    assert numbers["lang_threshold"] == 0.5
+
+
+def test_report_writes_self_contained_html_and_pngs(rendered):
+    out, page = rendered
+    names = ["funnel.png", "languages.png", "perplexity.png", "language_score.png", "duplicate_lines.png"]
+    for name in names:
+        data = (out / "report" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+    assert page.count('src="data:image/png;base64,') == len(names)
+    assert "<img" in page and 'src="http' not in page  # nothing fetched from elsewhere
+
+
+def test_report_without_cutoffs_derives_boundaries_from_buckets(tmp_path):
+    out = make_output(tmp_path, cutoffs=False)
+    assert report.main([str(out), "--out", str(tmp_path / "r")]) == 0
+    numbers = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert numbers["cutoffs_source"] == "bucket boundaries"
+    truth = report.load_corpus(out)
+    for lang in CUTS:
+        pp = {b: [p for l, bb, p in zip(truth.language, truth.bucket, truth.perplexity) if l == lang and bb == b]
+              for b in ("head", "middle", "tail")}
+        head_cut, tail_cut = numbers["cutoffs"][lang]
+        assert max(pp["head"]) < head_cut < min(pp["middle"])
+        assert max(pp["middle"]) < tail_cut < min(pp["tail"])
+    assert "it" not in numbers["cutoffs"]  # no perplexity, no cutoffs
+
+
+def test_report_flags_stats_that_disagree_with_parquet(tmp_path, capsys):
+    out = make_output(tmp_path)
+    stats = json.loads((out / "stats.json").read_text())
+    stats["partitions"]["en/head"]["documents"] += 3
+    stats["counters"]["documents_out"] += 3
+    stats["counters"]["documents:zh:tail"] -= 1
+    (out / "stats.json").write_text(json.dumps(stats))
+    assert report.main([str(out)]) == 0
+    page = (out / "report" / "index.html").read_text()
+    assert "stats.json partition en/head: 34 documents, Parquet: 31" in page
+    rows = sum(n for buckets in LAYOUT.values() for n in buckets.values())
+    assert f"documents_out = {rows + 3}, but the Parquet files hold {rows} rows" in page
+    assert "stats.json counter documents:zh:tail = 5, Parquet: 6" in page
+    assert "warning: stats.json partition en/head" in capsys.readouterr().out
+
+
+def test_report_survives_a_stats_json_without_known_keys(tmp_path):
+    out = make_output(tmp_path)
+    (out / "stats.json").write_text(json.dumps({"command": "cc100 corpus"}))
+    assert report.main([str(out)]) == 0
+    page = (out / "report" / "index.html").read_text()
+    assert cell(page, funnel="WET pages read") == "n/a"
+    assert "Not recorded by this run" in page
+    assert as_int(cell(page, lang="en", field="documents")) == 95  # Parquet still counted
+    assert not (out / "report" / "duplicate_lines.png").exists()
+
+
+@pytest.mark.parametrize(
+    "breakage, expected",
+    [
+        ("no_dir", "no such directory"),
+        ("no_stats", "stats.json: not found"),
+        ("bad_json", "stats.json: not readable JSON"),
+        ("bad_parquet", "part-00000-of-00001.parquet: not a readable Parquet file"),
+        ("bad_cutoffs", "cutoffs.csv: not a cc_net cutoff table"),
+    ],
+)
+def test_report_bad_input_is_one_clear_line(tmp_path, capsys, breakage, expected):
+    out = make_output(tmp_path)
+    if breakage == "no_dir":
+        out = tmp_path / "missing"
+    elif breakage == "no_stats":
+        (out / "stats.json").unlink()
+    elif breakage == "bad_json":
+        (out / "stats.json").write_text("{not json")
+    elif breakage == "bad_parquet":
+        (out / "fr" / "tail" / "part-00000-of-00001.parquet").write_bytes(b"PAR1 garbage")
+    elif breakage == "bad_cutoffs":
+        (out / "cutoffs.csv").write_text(",en\n0,5\n1,3\n")  # decreasing
+    assert report.main([str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert expected in err[-1] and err[-1].startswith("cc100 report: ")
+    assert not any("Traceback" in line for line in err)
+
+
+def test_funnel_reads_the_first_candidate_that_exists():
+    assert report.evaluate("a - b + c", {"a": 10, "b": 3, "c": 1}) == 8
+    assert report.evaluate("a - missing", {"a": 10}) is None
+    stats = {"counters": {"conversion_records": 100, "docs_too_short": 30, "documents_out": 50}}
+    rows = {r["stage"]: r for r in report.funnel(stats)}
+    assert rows["long enough"] == {"stage": "long enough", "documents": 70,
+                                   "source": "conversion_records - docs_too_short"}
+    assert rows["written to Parquet"]["documents"] == 50
+    assert rows["language kept"]["documents"] is None
+    assert "after near-duplicate removal" not in rows  # optional stage, absent
+    stats["counters"]["documents_after_near_dedup"] = 60
+    assert [r["documents"] for r in report.funnel(stats)][3] == 60
+
+
+def test_cc100_dispatcher_runs_report(tmp_path):
+    from train.cli import main as cc100
+
+    out = make_output(tmp_path)
+    assert cc100(["report", str(out), "--out", str(tmp_path / "via-cli")]) == 0
+    assert (tmp_path / "via-cli" / "index.html").is_file()
