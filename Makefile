@@ -28,8 +28,9 @@ NPROC ?= 1
 SNAPSHOT ?=
 SEGMENTS ?= 0-9
 CACHE ?= .cache/commoncrawl
+DEMO ?= out/demo
 
-.PHONY: setup tools test test-fast corpus lm vocab tokenize pretrain export prefetch clean help
+.PHONY: setup tools test test-fast demo corpus lm vocab tokenize pretrain export prefetch clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -65,8 +66,20 @@ test: $(STAMP) tools ## the full test suite, exactly as CI runs it
 test-fast: $(STAMP) tools ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -q -m 'not slow' tests
 
+demo: $(STAMP) tools ## the whole chain offline on the bundled sample: make demo [DEMO=out/demo]
+	rm -rf $(DEMO)/input $(DEMO)/lm $(DEMO)/corpus $(DEMO)/vocab $(DEMO)/shards $(DEMO)/run
+	$(PY) -m pipeline.demo --output $(DEMO)/input
+	$(CC100) lm --reference $(DEMO)/input/reference --output $(DEMO)/lm
+	$(CC100) corpus --input '$(DEMO)/input/wet/*.warc.wet.gz' --output $(DEMO)/corpus --lm-dir $(DEMO)/lm
+	$(CC100) report $(DEMO)/corpus
+	$(CC100) vocab --corpus $(DEMO)/corpus --output $(DEMO)/vocab --vocab-size 4000 --sentences 50000 --allow-smaller-vocab --quiet
+	$(CC100) tokenize --corpus $(DEMO)/corpus --vocab $(DEMO)/vocab --output $(DEMO)/shards --workers 2 --valid-fraction 0.05
+	$(CC100) pretrain --shards $(DEMO)/shards --vocab $(DEMO)/vocab --output $(DEMO)/run --config tiny --steps 300
+	$(PY) -m pipeline.demo --summary $(DEMO)
+
 corpus: $(STAMP) ## WET -> Parquet: make corpus INPUT='...' OUTPUT=dir [LM_DIR=...] [SNAPSHOT=... SEGMENTS=...]
 	$(CC100) corpus $(if $(SNAPSHOT),--snapshot $(SNAPSHOT) --segments $(SEGMENTS),--input '$(INPUT)') --output $(OUTPUT) --workers $(WORKERS) $(if $(wildcard $(LM_DIR)/*.arpa.bin),--lm-dir $(LM_DIR)) $(if $(LANGS),--langs $(LANGS)) $(CORPUS_FLAGS)
+	$(CC100) report $(OUTPUT)
 
 lm: $(STAMP) tools ## perplexity models: make lm REFERENCE=dir LM_DIR=dir [LANGS=en,fr]
 	$(CC100) lm --reference $(REFERENCE) --output $(LM_DIR) $(if $(LANGS),--langs $(LANGS))
