@@ -208,15 +208,51 @@ class _DropLinesFn(beam.DoFn):
             yield out
 
 
+def _top_key(item) -> tuple[int, int]:
+    """Order of the most duplicated paragraphs: more documents first, ties by hash (stable)."""
+    (_, h), (n_docs, _) = item
+    return (n_docs, -h)
+
+
+class _TopLineTextFn(beam.DoFn):
+    """For the few top hashes, emit the text of their first copy (from the document holding it)."""
+
+    def __init__(self, segments: _Segments):
+        self.segments = segments
+
+    def process(self, doc: Document, top):
+        doc_id = self.segments.doc_id(doc)
+        lines = None
+        for (_, h), (n_docs, first) in top:
+            if (first[0], first[1]) == doc_id:
+                lines = lines or doc.raw_content.split("\n")
+                yield {"line": lines[first[2]], "documents": n_docs, "hash": h}
+
+
+def _write_top_lines(rows: list[dict], path: str) -> None:
+    import json
+
+    from apache_beam.io.filesystems import FileSystems
+
+    rows = sorted(rows, key=lambda r: (-r["documents"], r["hash"]))
+    with FileSystems.create(path) as f:
+        f.write(json.dumps([[r["line"], r["documents"]] for r in rows], ensure_ascii=False).encode())
+
+
 class DedupParagraphs(beam.PTransform):
     """Documents -> documents without duplicated paragraphs (see the module docstring).
 
     `segments` is the sorted list of all input segments (WET files): it fixes the order used by
     keep-first and the dedup groups (`group_size` consecutive segments; None = one group).
+    With `top_lines_path`, the `top_lines` most duplicated paragraphs (the boilerplate removed)
+    are written there as JSON `[[line, documents], ...]`, most frequent first.
     """
 
-    def __init__(self, segments: Sequence[str], mode: str = "ccnet", group_size: int | None = None):
+    def __init__(self, segments: Sequence[str], mode: str = "ccnet", group_size: int | None = None,
+                 top_lines_path: str | None = None, top_lines: int = 30):
         super().__init__()
+        self.top_lines_path = top_lines_path
+        self.top_lines = top_lines
         if mode not in DEDUP_MODES:
             raise ValueError(f"dedup mode must be one of {DEDUP_MODES}, got {mode!r}")
         if group_size is not None and group_size < 1:
@@ -229,6 +265,19 @@ class DedupParagraphs(beam.PTransform):
         keyed = docs | "KeyByDocument" >> beam.Map(lambda d: (segments.doc_id(d), d))
         occurrences = docs | "HashParagraphs" >> beam.ParDo(_EmitOccurrencesFn(segments))
         stats = occurrences | "CountDocumentsPerHash" >> beam.CombinePerKey(HashStatsFn())
+        if self.top_lines_path:
+            top = (
+                stats
+                | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] >= 2)
+                | "TopDuplicated" >> beam.combiners.Top.Of(self.top_lines, key=_top_key)
+            )
+            path = self.top_lines_path
+            _ = (
+                docs
+                | "TopLineText" >> beam.ParDo(_TopLineTextFn(segments), beam.pvalue.AsSingleton(top))
+                | "CollectTopLines" >> beam.combiners.ToList()
+                | "WriteTopLines" >> beam.Map(_write_top_lines, path)
+            )
         lost = (
             {"occurrences": occurrences, "stats": stats}
             | "JoinCountsWithOccurrences" >> beam.CoGroupByKey()

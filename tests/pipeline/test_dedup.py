@@ -161,3 +161,22 @@ def test_dedup_paragraphs_matches_the_reference():
         ("seg1", 1, "unique c", [1]),
     ]
     assert len(_expected(random_corpus(), "ccnet")) < len(random_corpus())  # something was dropped
+
+
+def test_top_duplicated_lines_are_written_with_their_document_counts(tmp_path):
+    """The boilerplate that dedup removed, for the report: first copy's text, documents holding it."""
+    docs = [
+        doc("a", 0, "Menu Home\nCookie notice\nreal a1"),
+        doc("a", 1, "menu home\nreal a2\nCookie notice"),
+        doc("b", 0, "MENU HOME\nunique line"),
+        doc("b", 1, "only here\nonly here"),  # repeated inside one document: not a duplicate
+    ]
+    path = str(tmp_path / "top.json")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create(docs) | DedupParagraphs(["a", "b"], top_lines_path=path, top_lines=5)
+    import json
+
+    # "real a1"/"real a2" normalise to the same key (digits -> 0): cc_net counts them as one paragraph
+    top = json.loads(open(path).read())
+    assert top[0] == ["Menu Home", 3]  # most documents first; ties in a fixed (hash) order
+    assert sorted(top[1:]) == [["Cookie notice", 2], ["real a1", 2]]
