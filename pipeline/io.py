@@ -1,12 +1,14 @@
-"""Reading WET files into Documents (`ReadWet`) and writing Documents as Parquet (`WriteByLanguage`),
-plus the output directory protocol: write into a staging directory, commit by rename.
+"""Input globs, writing Documents as Parquet (`WriteByLanguage`), and the output directory
+protocol: write into a staging directory, commit by rename. (Reading segments into Documents,
+with spools for resume, is pipeline/segments.py.)
 
 All file access goes through `apache_beam.io.filesystems.FileSystems`, so the same code reads
 and writes gs:// on Dataflow. Output layout (fixed for the later stages):
 
     OUTPUT/{language}/{bucket}/part-{shard:05d}-of-{n:05d}.parquet   PARQUET_SCHEMA, zstd
     OUTPUT/stats.json    counters, config, inputs (written last: marks a finished run)
-    OUTPUT/files.jsonl   one line per input file: records, documents, problems
+    OUTPUT/files.jsonl   one line per input file (segment): records, documents, problems, source
+    OUTPUT/cutoffs.csv   the perplexity cutoffs used (cc_net format, reusable with --cutoffs)
 
 Documents without a language (before language identification) go to `und/`, without a perplexity
 bucket to `all/`. Each partition is split into ceil(documents / docs_per_file) files by a stable
@@ -33,7 +35,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.schema import PARQUET_SCHEMA, Document
-from pipeline.wet import SKIP_REASONS, WetFileReport, read_wet_file
 
 NAMESPACE = "cc100"
 LOG = logging.getLogger("cc100.corpus")
@@ -75,106 +76,6 @@ def match_inputs(patterns: Sequence[str]) -> list[str]:
             raise CorpusIOError(f"--input {pattern!r} matches no files")
         files.update(matched)
     return sorted(files)
-
-
-# -- ReadWet ----------------------------------------------------------------------------------
-
-
-class _ReadWetFileFn(beam.DoFn):
-    """One WET file -> its Documents; every skip becomes a counter, every file a report line."""
-
-    REPORTS = "file_reports"
-
-    def __init__(self, min_len: int):
-        self.min_len = min_len
-
-    def setup(self):
-        c = lambda name: Metrics.counter(NAMESPACE, name)  # noqa: E731
-        self.counters = {
-            name: c(name)
-            for name in (
-                "files_read", "files_failed", "files_truncated", "files_empty",
-                "files_without_conversion_records", "records_read", "conversion_records",
-                "non_conversion_records", "invalid_utf8_records", "content_length_mismatch",
-                "garbage_bytes_skipped", "docs_too_short", "documents_read", "bad_wet_record",
-            )
-        }
-        self.reasons = {r: c(f"bad_wet_record_{r}") for r in SKIP_REASONS}
-
-    def process(self, path: str):
-        report = WetFileReport(path)
-        yield from read_wet_file(path, self.min_len, report)
-        self._count(report)
-        self._log(report)
-        yield beam.pvalue.TaggedOutput(self.REPORTS, report.to_dict())
-
-    def _count(self, r: WetFileReport) -> None:
-        inc = lambda name, n=1: n and self.counters[name].inc(n)  # noqa: E731
-        inc("files_read")
-        if r.unreadable:
-            inc("files_failed")
-        elif r.error:
-            inc("files_truncated")
-        elif r.records == 0:
-            inc("files_empty")
-        if r.records and not r.conversion_records:
-            inc("files_without_conversion_records")
-        inc("records_read", r.records)
-        inc("conversion_records", r.conversion_records)
-        inc("non_conversion_records", r.non_conversion_records)
-        inc("invalid_utf8_records", r.invalid_utf8)
-        inc("content_length_mismatch", r.content_length_mismatch)
-        inc("garbage_bytes_skipped", r.garbage_bytes)
-        inc("docs_too_short", r.too_short)
-        inc("documents_read", r.documents)
-        inc("bad_wet_record", sum(r.skipped.values()))
-        for reason, n in r.skipped.items():
-            if reason in self.reasons:
-                self.reasons[reason].inc(n)
-
-    @staticmethod
-    def _log(r: WetFileReport) -> None:
-        rate = r.records / r.seconds if r.seconds > 0 else 0.0
-        line = (
-            f"read {r.path}: {r.records} records, {r.documents} documents "
-            f"in {r.seconds:.1f}s ({rate:,.0f} records/s)"
-        )
-        if r.problems:
-            LOG.warning("%s; problems: %s", line, "; ".join(r.problems))
-        else:
-            LOG.info("%s", line)
-
-
-class ReadWet(beam.PTransform):
-    """WET files (already matched) -> Documents of at least `min_len` characters.
-
-    With `report_path`, one JSON line per file (records, documents, problems) is written there.
-    """
-
-    def __init__(self, files: Sequence[str], min_len: int = 300, report_path: str | None = None):
-        super().__init__()
-        self.files = list(files)
-        self.min_len = min_len
-        self.report_path = report_path
-
-    def expand(self, pbegin):
-        results = (
-            pbegin
-            | "ListFiles" >> beam.Create(self.files)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ParseWetFiles"
-            >> beam.ParDo(_ReadWetFileFn(self.min_len)).with_outputs(
-                _ReadWetFileFn.REPORTS, main="documents"
-            )
-        )
-        if self.report_path:
-            _ = (
-                results[_ReadWetFileFn.REPORTS]
-                | "FileReportsToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
-                | "WriteFileReports"
-                >> beam.io.WriteToText(self.report_path, num_shards=1, shard_name_template="")
-            )
-        return results.documents
 
 
 # -- WriteByLanguage --------------------------------------------------------------------------
@@ -280,7 +181,15 @@ def _exists(path: str) -> bool:
 def _is_nonempty_dir(path: str) -> bool:
     if _is_local(path):
         return os.path.isdir(path) and any(os.scandir(path))
-    return bool(FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list)
+    return bool(_match_all(path))
+
+
+def _match_all(path: str) -> list[str]:
+    """Every file under a non-local "directory" (object stores only have prefixes)."""
+    try:
+        return [m.path for m in FileSystems.match([FileSystems.join(path, "**")])[0].metadata_list]
+    except Exception:  # noqa: BLE001 - nothing there (or nothing we can list)
+        return []
 
 
 def check_output(output: str, overwrite: bool) -> None:
@@ -321,7 +230,11 @@ def remove_tree(path: str) -> None:
     try:
         if _is_local(path):
             shutil.rmtree(path, ignore_errors=True)
-        elif FileSystems.exists(path):
+            return
+        files = _match_all(path)  # object stores: delete every object under the prefix
+        if files:
+            FileSystems.delete(files)
+        if FileSystems.exists(path):
             FileSystems.delete([path])
     except Exception:  # noqa: BLE001 - cleanup must never hide the real error
         LOG.warning("could not remove %s", path)
@@ -348,9 +261,9 @@ def commit_output(staging: str, output: str, overwrite: bool) -> None:
         if old:
             shutil.rmtree(old, ignore_errors=True)
         return
-    if overwrite and FileSystems.exists(output):
-        FileSystems.delete([output])
-    sources = [m.path for m in FileSystems.match([FileSystems.join(staging, "**")])[0].metadata_list]
+    if overwrite:
+        remove_tree(output)
+    sources = _match_all(staging)
     destinations = [output.rstrip("/") + s[len(staging.rstrip("/")) :] for s in sources]
     FileSystems.rename(sources, destinations)
     remove_tree(staging)

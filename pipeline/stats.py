@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from pipeline.buckets import LANGUAGE_COUNTER_HELP
+
 NAMESPACE = "cc100"
 MAX_LISTED_PROBLEM_FILES = 20
+MAX_LISTED_PARTITIONS = 20
 
 # Counters of this stage, with their meaning (documented in stats.json under "counter_help").
 COUNTER_HELP = {
@@ -43,7 +46,17 @@ COUNTER_HELP = {
     "documents_after_dedup": "documents leaving deduplication",
     "documents_out": "documents written to Parquet",
     "parquet_files_written": "Parquet files written",
+    "segments_parsed": "segments (WET files) parsed in this run",
+    "segments_from_spool": "segments read back from the work dir's spools (finished by an earlier run)",
+    "segments_spooled": "segments whose documents were written to a spool in this run",
+    "segments_downloaded": "snapshot segments downloaded in this run",
+    "segments_failed": "snapshot segments whose download failed for good (see failed_segments)",
+    "spools_unreadable": "spools that could not be read back; their segments were processed again",
+    "download_retries": "failed download attempts that were retried (429, 5xx, resets, truncation)",
+    "download_bytes": "bytes of the WET files downloaded in this run",
+    "downloads_resumed": "downloads that continued a broken transfer with an HTTP Range request",
 }
+COUNTER_HELP.update(LANGUAGE_COUNTER_HELP)
 
 
 def counters_from_result(result) -> dict[str, int]:
@@ -100,13 +113,28 @@ def format_summary(stats: dict) -> str:
     """stats.json -> the readable report printed at the end of `cc100 corpus`."""
     c = defaultdict(int, stats["counters"])
     cfg = stats["config"]
+    inputs = stats["inputs"]
+    failed = stats.get("failed_segments") or []
     lines = [
-        f"cc100 corpus: finished in {stats['seconds']:.1f} s "
+        f"cc100 corpus: {'finished' if not failed else 'ran'} in {stats['seconds']:.1f} s "
         f"({stats['runner']}, {cfg['workers']} worker{'s' if cfg['workers'] != 1 else ''})",
         "",
         "in",
-        f"  files          {_n(c['files_read'])} read of {_n(len(stats['inputs']['files']))} matched by "
-        + ", ".join(repr(p) for p in stats["inputs"]["patterns"]),
+    ]
+    if "snapshot" in inputs:
+        lines.append(f"  segments       {_n(len(inputs['files']))} of {inputs['snapshot']} "
+                     f"(--segments {inputs['segments']}) from {inputs['cc_base_url']}")
+    else:
+        lines.append(f"  files          {_n(c['files_read'])} read of {_n(len(inputs['files']))} matched by "
+                     + ", ".join(repr(p) for p in inputs["patterns"]))
+    sources = stats.get("segments") or {}
+    if sources.get("spool") or sources.get("download") or sources.get("failed"):
+        lines.append(
+            f"  sources        {sources.get('spool', 0)} from the work dir's spools (resumed), "
+            f"{sources.get('download', 0)} downloaded ({_n(c['download_retries'])} retries, "
+            f"{c['downloads_resumed']} resumed with Range, {_size(c['download_bytes'])}), "
+            f"{sources.get('file', 0)} read, {len(failed)} FAILED")
+    lines += [
         f"  WARC records   {_n(c['records_read'])}: {_n(c['conversion_records'])} conversion, "
         f"{_n(c['non_conversion_records'])} other types (warcinfo, ...) skipped",
         "",
@@ -133,7 +161,7 @@ def format_summary(stats: dict) -> str:
         f"({_pct(c['duplicate_lines_removed'], c['lines_in'])}); "
         f"{_n(c['documents_emptied'])} documents emptied",
     ]
-    extra = sorted(set(c) - set(COUNTER_HELP))
+    extra = sorted(k for k in set(c) - set(COUNTER_HELP) if ":" not in k)  # not per-language ones
     if extra:  # counters of later stages (language identification, perplexity, ...)
         lines.append("  other          " + ", ".join(f"{k} {_n(c[k])}" for k in extra))
     parts = stats["partitions"]
@@ -144,9 +172,22 @@ def format_summary(stats: dict) -> str:
         f"  documents      {_n(c['documents_out'])} of {_n(c['documents_read'])} read, "
         f"in {_plural(c['parquet_files_written'], 'Parquet file')} ({_size(total_bytes)})",
     ]
-    for name, p in parts.items():
+    largest = sorted(parts.items(), key=lambda kv: (-kv[1]["documents"], kv[0]))
+    for name, p in largest[:MAX_LISTED_PARTITIONS]:
         lines.append(f"    {name:<16} {_plural(p['documents'], 'document'):>18}  {_plural(p['files'], 'file')}  {_size(p['bytes'])}")
-    lines.append(f"  written to     {stats['output']}  (stats.json, files.jsonl)")
+    if len(largest) > MAX_LISTED_PARTITIONS:
+        rest = largest[MAX_LISTED_PARTITIONS:]
+        lines.append(f"    ... and {len(rest)} smaller partitions ({_n(sum(p['documents'] for _, p in rest))} "
+                     "documents; all in stats.json)")
+    if stats.get("committed", True):
+        lines.append(f"  written to     {stats['output']}  (stats.json, files.jsonl, cutoffs.csv)")
+    else:
+        lines.append(f"  NOT written    {stats['output']} (segments failed; this run's stats.json is in "
+                     f"{stats['work_dir']})")
+    if failed:
+        lines += ["", f"FAILED segments ({len(failed)}; listed in stats.json under failed_segments):"]
+        for f in failed:
+            lines.append(f"  {f['segment']}: {f['reason']} (after {f['attempts']} attempts)")
     problems = stats["problem_files"]
     if problems:
         lines += ["", f"files with problems ({len(problems)}; all listed in stats.json):"]

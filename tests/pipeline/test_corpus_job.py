@@ -1,13 +1,16 @@
 """The whole `cc100 corpus` job, in-process: real WET samples plus two hand-made files.
 
 Three pipeline runs (module fixtures): ccnet with 1 worker, ccnet with 2 workers (both with at
-most 200 documents per Parquet file, so the output is split), and keep-first in groups of 2 files
-written over a copy of the first output with --overwrite.
+most 50 documents per Parquet file, so the larger languages are split), and keep-first in groups of 2 files
+written over a copy of the first output with --overwrite. These runs are about dedup, so they use
+--lang-threshold 0: language identification labels every document and drops none, and the union
+of all {language}/{bucket}/ partitions is exactly what dedup kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -51,7 +54,8 @@ def job(tmp_path_factory, shared_data):
     root = tmp_path_factory.mktemp("corpus_job")
     crafted = _crafted(root)
     inputs = ["--input", str(crafted / "*"), "--input", str(shared_data / "wet" / "CC-MAIN-2019-30-sample-*.warc.wet.gz"),
-              "--input", str(shared_data / "wet" / "cc_whirlwind_whirlwind.warc.wet.gz"), "--docs-per-file", "200"]
+              "--input", str(shared_data / "wet" / "cc_whirlwind_whirlwind.warc.wet.gz"), "--docs-per-file", "50",
+              "--lang-threshold", "0"]
     _run([*inputs, "--output", str(root / "w1")])
     return root, inputs
 
@@ -68,16 +72,22 @@ def job_keep_first(job, shared_data):
     root, _ = job
     target = root / "kf"
     shutil.copytree(root / "w1", target)
-    (target / "und" / "all" / "stale-from-the-old-run.parquet").write_bytes(b"old")
+    (target / "en" / "all" / "stale-from-the-old-run.parquet").write_bytes(b"old")
     _run(["--input", str(root / "crafted" / "*"),
           "--input", str(shared_data / "wet" / "CC-MAIN-2019-30-sample-*.warc.wet.gz"),
-          "--output", str(target), "--overwrite", "--dedup", "keep-first", "--dedup-group-size", "2"])
+          "--output", str(target), "--overwrite", "--dedup", "keep-first", "--dedup-group-size", "2",
+          "--lang-threshold", "0"])
     return target
 
 
+def _parts(out: Path) -> list[Path]:
+    return sorted(out.glob("*/*/part-*.parquet"))
+
+
 def _rows(out: Path) -> list[dict]:
+    """Every document of every {language}/{bucket} partition."""
     rows = []
-    for part in sorted((out / "und" / "all").glob("part-*.parquet")):
+    for part in _parts(out):
         rows += pq.read_table(part).to_pylist()
     return rows
 
@@ -108,29 +118,50 @@ def _check_against_reference(out: Path, mode: str, group_size: int | None) -> di
 def test_layout_schema_metadata_and_stats(job):
     root, _ = job
     out = root / "w1"
-    assert sorted(p.name for p in out.iterdir()) == ["files.jsonl", "stats.json", "und"]
-    parts = sorted((out / "und" / "all").iterdir())
-    assert [p.name for p in parts] == [f"part-0000{i}-of-00003.parquet" for i in range(3)]  # ceil(~430 / 200)
-    for part in parts:
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["cutoffs.csv", "files.jsonl", "stats.json"]
+    languages = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert len(languages) > 20 and "en" in languages and "und" not in languages
+    for lang in languages:  # no --lm-dir: no perplexity, every document in bucket "all"
+        assert [p.name for p in (out / lang).iterdir()] == ["all"]
+    by_partition: dict[str, list[Path]] = {}
+    for part in _parts(out):
+        by_partition.setdefault(part.parent.parent.name, []).append(part)
+    for lang, parts in by_partition.items():  # ceil(documents / 50) files per partition
+        n = len(parts)
+        assert [p.name for p in parts] == [f"part-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+        assert n == max(1, math.ceil(sum(pq.ParquetFile(p).metadata.num_rows for p in parts) / 50))
+    assert len(by_partition["en"]) >= 2  # the largest language is split
+    for part in _parts(out):
         f = pq.ParquetFile(part)
         assert f.schema_arrow.remove_metadata().equals(PARQUET_SCHEMA)
         assert f.metadata.row_group(0).column(0).compression == "ZSTD"
         meta = json.loads(f.schema_arrow.metadata[PARQUET_METADATA_KEY])
         assert meta["config"]["dedup"] == "ccnet" and meta["config"]["min_len"] == 300
-        keys = [(r["cc_segment"], r["record_offset"]) for r in pq.read_table(part).to_pylist()]
-        assert keys == sorted(keys) and 0 < len(keys) <= 300  # sorted rows; shards of similar size
+        table = pq.read_table(part).to_pylist()
+        keys = [(r["cc_segment"], r["record_offset"]) for r in table]
+        assert keys == sorted(keys) and 0 < len(keys) <= 75  # sorted rows; shards of similar size
+        lang = part.parent.parent.name
+        assert all(r["language"] == lang and r["bucket"] == "all" and r["perplexity"] is None for r in table)
+        assert all(0.0 <= r["language_score"] <= 1.0 for r in table)
     rows = _rows(out)
     keys = [(r["cc_segment"], r["record_offset"]) for r in rows]
     assert len(set(keys)) == len(keys)  # each document in exactly one file
-    assert all(r["language"] is None and r["bucket"] is None for r in rows)
 
     stats = json.loads((out / "stats.json").read_text())
     assert stats["output"] == str(out) and len(stats["inputs"]["files"]) == 5
-    size = sum(p.stat().st_size for p in parts)
-    assert stats["partitions"] == {"und/all": {"documents": len(rows), "files": 3, "bytes": size}}
+    expected = {}
+    for part in _parts(out):
+        entry = expected.setdefault(f"{part.parent.parent.name}/all", {"documents": 0, "files": 0, "bytes": 0})
+        entry["documents"] += pq.ParquetFile(part).metadata.num_rows
+        entry["files"] += 1
+        entry["bytes"] += part.stat().st_size
+    assert stats["partitions"] == expected
+    assert sum(p["documents"] for p in expected.values()) == len(rows)
     reports = [json.loads(line) for line in (out / "files.jsonl").read_text().splitlines()]
     assert sorted(r["path"] for r in reports) == stats["inputs"]["files"]
+    assert {r["source"] for r in reports} == {"file"} and stats["failed_segments"] == []
     assert not list(root.glob("w1.tmp-*"))  # staging renamed away
+    assert not (root / "w1.work").exists()  # the segment spools are removed after a complete run
 
 
 def test_ccnet_dedup_equals_cc_nets_algorithm_on_real_data(job):
@@ -161,6 +192,8 @@ def test_counters_add_up(job):
     assert c["records_read"] == c["conversion_records"] + c["non_conversion_records"]
     assert c["conversion_records"] == c["docs_too_short"] + c["documents_read"]
     assert c["documents_read"] == c["documents_after_dedup"] + c["documents_emptied"]
+    assert c["lid_documents_in"] == c["documents_after_dedup"]  # --lang-threshold 0: LID drops nothing
+    assert c.get("lid_dropped_threshold", 0) == 0 and c["lid_documents_out"] == c["lid_documents_in"]
     assert c["documents_out"] == c["documents_after_dedup"] == len(rows)
     assert c["lines_in"] - c["duplicate_lines_removed"] == sum(r["nlines"] for r in rows)
     assert c["documents_emptied"] >= 1 and c["docs_too_short"] > 0
@@ -169,9 +202,8 @@ def test_counters_add_up(job):
 
 def test_one_and_two_workers_give_identical_output(job, job_two_workers):
     root, _ = job
-    one = sorted((root / "w1" / "und" / "all").iterdir())
-    two = sorted((job_two_workers / "und" / "all").iterdir())
-    assert [p.name for p in one] == [p.name for p in two]
+    one, two = _parts(root / "w1"), _parts(job_two_workers)
+    assert [p.relative_to(root / "w1") for p in one] == [p.relative_to(job_two_workers) for p in two]
     for a, b in zip(one, two):  # same documents in the same file, in the same order
         assert pq.read_table(a).equals(pq.read_table(b)), a.name
     s1 = json.loads((root / "w1" / "stats.json").read_text())
@@ -182,11 +214,11 @@ def test_one_and_two_workers_give_identical_output(job, job_two_workers):
 
 def test_keep_first_in_groups_over_an_overwritten_output(job_keep_first):
     out = job_keep_first
-    assert not (out / "und" / "all" / "stale-from-the-old-run.parquet").exists()  # replaced whole
+    assert not (out / "en" / "all" / "stale-from-the-old-run.parquet").exists()  # replaced whole
     stats = _check_against_reference(out, "keep-first", 2)
     assert stats["config"]["dedup"] == "keep-first" and stats["dedup_groups"] == 2
     rows = _rows(out)
     holders = [r["url"] for r in rows for line in r["raw_content"].split("\n") if line == P]
     assert holders == ["http://crafted.example/x"]  # exactly one copy: the first by (segment, record)
-    meta = json.loads(pq.ParquetFile(out / "und" / "all" / "part-00000-of-00001.parquet").schema_arrow.metadata[PARQUET_METADATA_KEY])
+    meta = json.loads(pq.ParquetFile(_parts(out)[0]).schema_arrow.metadata[PARQUET_METADATA_KEY])
     assert meta["config"]["dedup"] == "keep-first" and meta["config"]["dedup_group_size"] == 2
