@@ -28,9 +28,10 @@ NPROC ?= 1
 SNAPSHOT ?=
 SEGMENTS ?= 0-9
 CACHE ?= .cache/commoncrawl
+CC_BASE_URL ?=
 DEMO ?= out/demo
 
-.PHONY: setup tools test test-fast demo corpus lm vocab tokenize pretrain export prefetch clean help
+.PHONY: setup tools test test-fast demo corpus corpus-dataflow lm vocab tokenize pretrain export prefetch clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -78,8 +79,12 @@ demo: $(STAMP) tools ## the whole chain offline on the bundled sample: make demo
 	$(PY) -m pipeline.demo --summary $(DEMO)
 
 corpus: $(STAMP) ## WET -> Parquet: make corpus INPUT='...' OUTPUT=dir [LM_DIR=...] [SNAPSHOT=... SEGMENTS=...]
-	$(CC100) corpus $(if $(SNAPSHOT),--snapshot $(SNAPSHOT) --segments $(SEGMENTS),--input '$(INPUT)') --output $(OUTPUT) --workers $(WORKERS) $(if $(wildcard $(LM_DIR)/*.arpa.bin),--lm-dir $(LM_DIR)) $(if $(LANGS),--langs $(LANGS)) $(CORPUS_FLAGS)
+	$(CC100) corpus $(if $(SNAPSHOT),--snapshot $(SNAPSHOT) --segments $(SEGMENTS) $(if $(CC_BASE_URL),--cc-base-url $(CC_BASE_URL)),--input '$(INPUT)') --output $(OUTPUT) --workers $(WORKERS) $(if $(wildcard $(LM_DIR)/*.arpa.bin),--lm-dir $(LM_DIR)) $(if $(LANGS),--langs $(LANGS)) $(CORPUS_FLAGS)
 	$(CC100) report $(OUTPUT)
+
+corpus-dataflow: $(STAMP) ## on Dataflow: make corpus-dataflow SNAPSHOT=... SEGMENTS=... GCS=gs://bucket/cc100 PROJECT=p REGION=r
+	$(PY) -m pip install -q 'apache-beam[gcp]==2.77.0'
+	$(CC100) corpus --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --output $(GCS)/corpus --lid-model $(GCS)/models/lid.176.ftz --lm-dir $(GCS)/lm --runner DataflowRunner --project $(PROJECT) --region $(REGION) --temp_location $(GCS)/tmp --setup_file ./setup.py $(CORPUS_FLAGS)
 
 lm: $(STAMP) tools ## perplexity models: make lm REFERENCE=dir LM_DIR=dir [LANGS=en,fr]
 	$(CC100) lm --reference $(REFERENCE) --output $(LM_DIR) $(if $(LANGS),--langs $(LANGS))

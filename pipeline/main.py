@@ -49,6 +49,7 @@ from pipeline.io import (  # noqa: E402
     remove_tree,
 )
 from pipeline.lid import IdentifyLanguage  # noqa: E402
+from pipeline.near_dedup import NearDedup  # noqa: E402
 from pipeline.options import (  # noqa: E402
     LOCAL_RUNNER,
     CorpusConfig,
@@ -79,6 +80,7 @@ from pipeline.stats import COUNTER_HELP, counters_from_result, format_summary, p
 from pipeline.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
+TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging dir; moved into stats.json
 
 
 def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segment], root: str,
@@ -95,7 +97,10 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
     docs = p | "ReadSegments" >> ReadSegments(
         segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT))
     docs = docs | "DedupParagraphs" >> DedupParagraphs(
-        [s.name for s in segments], config.dedup, config.dedup_group_size)
+        [s.name for s in segments], config.dedup, config.dedup_group_size,
+        top_lines_path=FileSystems.join(root, TOP_LINES_FILE))
+    if config.near_dedup:
+        docs = docs | "NearDedup" >> NearDedup(config.near_dedup_config())
     docs = docs | "IdentifyLanguage" >> IdentifyLanguage(
         config.lid_model, config.lang_threshold, config.lid, config.langs)
     docs = docs | "ScorePerplexity" >> ScorePerplexity(config.lm_dir, config.perplexity_per_line)
@@ -141,6 +146,14 @@ def _setup_logging(verbose: bool) -> None:
     # Worker processes print their own log lines; the runner's copy of each is a duplicate.
     relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
     relay.setLevel(logging.NOTSET if verbose else logging.ERROR)
+
+
+def _read_top_lines(path: str) -> list:
+    """The dedup stage's most duplicated paragraphs; the file is folded into stats.json."""
+    lines = json.loads("\n".join(_read_text(path)) or "[]")
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    return lines
 
 
 def _read_text(path: str) -> list[str]:
@@ -240,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             "counters": counters,
             "counter_help": {k: v for k, v in COUNTER_HELP.items() if k in counters},
             "languages": summarize_counters(counters),
+            "top_duplicate_lines": _read_top_lines(FileSystems.join(staging, TOP_LINES_FILE)),
             "partitions": partitions(parts),
             "parts": parts,
             "problem_files": [{"path": r["path"], "problems": r["problems"]}

@@ -26,6 +26,8 @@ from apache_beam.options.pipeline_options import (
 from pipeline.dedup import DEDUP_MODES
 from pipeline.download import DEFAULT_MAX_CONCURRENT, RetryPolicy
 from pipeline.lid import DEFAULT_THRESHOLD, LID_MODES, parse_langs
+from pipeline.near_dedup import UNITS as NEAR_DEDUP_UNITS
+from pipeline.near_dedup import NearDedupConfig
 from pipeline.snapshot import DEFAULT_BASE_URL, parse_segments, validate_base_url, validate_snapshot
 
 # The local runner used when no --runner is given. Beam 2.77's DirectRunner first tries the
@@ -51,6 +53,12 @@ class CorpusConfig:
     lm_dir: str | None = None  # {lang}.sp.model + {lang}.arpa.bin; None = no perplexity
     cutoffs: str | None = None  # cc_net-format cutoff CSV; None = computed from the data
     perplexity_per_line: bool = False  # False = cc_net's whole document as one line
+    near_dedup: bool = False  # MinHash near-duplicate document removal after paragraph dedup
+    near_dedup_threshold: float = 0.8
+    near_dedup_num_perm: int = 112
+    near_dedup_bands: int = 14  # 0 = chosen from the threshold
+    near_dedup_ngram: int = 5
+    near_dedup_unit: str = "auto"
     snapshot: str | None = None  # CC-MAIN-YYYY-WW: input = segments of this crawl (not --input)
     segments: str | None = None  # "0-99", "3,5,10-12" or "all": lines of the snapshot's wet.paths
     cc_base_url: str = DEFAULT_BASE_URL  # Common Crawl host or a mirror (http/https)
@@ -115,6 +123,10 @@ class CorpusConfig:
             raise ValueError(f"lang_threshold: --lang-threshold must be in [0, 1], got {self.lang_threshold}")
         if self.lid not in LID_MODES:
             raise ValueError(f"lid: --lid must be one of {', '.join(LID_MODES)}, got {self.lid!r}")
+        try:
+            self.near_dedup_config()
+        except ValueError as e:  # "threshold: must be in (0, 1], got 1.5"
+            raise ValueError(f"near_dedup_{e}") from None
         if is_dataflow(self.runner):
             self._check_remote_paths()
 
@@ -132,6 +144,11 @@ class CorpusConfig:
             if path and "://" not in path:
                 raise ValueError(f"{name}: {flag} {path} is a local path, which DataflowRunner workers "
                                  "cannot read or write; copy it to gs:// and pass that path")
+
+    def near_dedup_config(self) -> NearDedupConfig:
+        return NearDedupConfig(threshold=self.near_dedup_threshold, num_perm=self.near_dedup_num_perm,
+                               bands=self.near_dedup_bands or None, ngram=self.near_dedup_ngram,
+                               unit=self.near_dedup_unit)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -175,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="at most about N documents per Parquet file (default 50000)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an output directory that holds a finished run")
+    near = parser.add_argument_group("near-duplicate documents (optional; docs/near_dedup.md)")
+    near.add_argument("--near-dedup", action="store_true",
+                      help="after paragraph dedup, drop every document that has a near-duplicate "
+                      "(MinHash Jaccard >= threshold) with a smaller (segment, record)")
+    near.add_argument("--near-dedup-threshold", type=float, default=0.8, metavar="J",
+                      help="Jaccard threshold (default 0.8)")
+    near.add_argument("--near-dedup-num-perm", type=int, default=112, metavar="N",
+                      help="MinHash permutations (default 112)")
+    near.add_argument("--near-dedup-bands", type=int, default=14, metavar="B",
+                      help="LSH bands, must divide --near-dedup-num-perm (default 14 = 8 rows); "
+                      "0: chosen from the threshold")
+    near.add_argument("--near-dedup-ngram", type=int, default=5, metavar="N",
+                      help="shingle length in words or characters (default 5)")
+    near.add_argument("--near-dedup-unit", choices=NEAR_DEDUP_UNITS, default="auto",
+                      help="word, char, or auto: characters for Han/kana/Thai/... text (default)")
     lang = parser.add_argument_group("language identification, perplexity and buckets (cc_net)")
     lang.add_argument("--lid-model", metavar="PATH",
                       help="fastText language-ID model (lid.176.bin/.ftz, any Beam filesystem); "
@@ -254,6 +286,12 @@ def parse_args(argv: list[str]) -> tuple[CorpusConfig, argparse.Namespace]:
             lm_dir=args.lm_dir,
             cutoffs=args.cutoffs,
             perplexity_per_line=args.perplexity_per_line,
+            near_dedup=args.near_dedup,
+            near_dedup_threshold=args.near_dedup_threshold,
+            near_dedup_num_perm=args.near_dedup_num_perm,
+            near_dedup_bands=args.near_dedup_bands,
+            near_dedup_ngram=args.near_dedup_ngram,
+            near_dedup_unit=args.near_dedup_unit,
             snapshot=args.snapshot,
             segments=args.segments,
             cc_base_url=args.cc_base_url,

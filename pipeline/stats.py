@@ -55,6 +55,13 @@ COUNTER_HELP = {
     "download_retries": "failed download attempts that were retried (429, 5xx, resets, truncation)",
     "download_bytes": "bytes of the WET files downloaded in this run",
     "downloads_resumed": "downloads that continued a broken transfer with an HTTP Range request",
+    "near_dup_docs_in": "documents entering near-duplicate removal (--near-dedup)",
+    "near_dup_docs_without_shingles": "documents with no word or character to shingle, kept unchecked",
+    "near_dup_buckets_shared": "LSH band buckets holding two or more documents",
+    "near_dup_candidates": "distinct candidate pairs (document, smaller anchor) from shared buckets",
+    "near_dup_pairs_verified": "candidate pairs with estimated Jaccard >= threshold",
+    "near_dup_docs_removed": "documents removed: a near-duplicate with a smaller key exists",
+    "documents_after_near_dedup": "documents leaving near-duplicate removal",
 }
 COUNTER_HELP.update(LANGUAGE_COUNTER_HELP)
 
@@ -161,6 +168,15 @@ def format_summary(stats: dict) -> str:
         f"({_pct(c['duplicate_lines_removed'], c['lines_in'])}); "
         f"{_n(c['documents_emptied'])} documents emptied",
     ]
+    if cfg.get("near_dedup"):
+        lines.append(
+            f"  near-dups      {_n(c['near_dup_docs_removed'])} of {_n(c['near_dup_docs_in'])} documents "
+            f"removed (MinHash Jaccard >= {cfg['near_dedup_threshold']}; {_n(c['near_dup_candidates'])} "
+            f"candidate pairs, {_n(c['near_dup_pairs_verified'])} verified)")
+    top = stats.get("top_duplicate_lines") or []
+    if top:
+        shown = ", ".join(f"{line[:40]!r} x{n}" for line, n in top[:3])
+        lines.append(f"  boilerplate    most removed: {shown}")
     extra = sorted(k for k in set(c) - set(COUNTER_HELP) if ":" not in k)  # not per-language ones
     if extra:  # counters of later stages (language identification, perplexity, ...)
         lines.append("  other          " + ", ".join(f"{k} {_n(c[k])}" for k in extra))
