@@ -31,7 +31,7 @@ CACHE ?= .cache/commoncrawl
 CC_BASE_URL ?=
 DEMO ?= out/demo
 
-.PHONY: setup tools test test-fast demo corpus corpus-dataflow lm vocab tokenize pretrain export prefetch clean help
+.PHONY: setup tools test test-fast demo dag-demo corpus corpus-dataflow lm vocab tokenize pretrain export prefetch clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -107,6 +107,15 @@ export: $(STAMP) ## checkpoint -> Hugging Face dir: make export RUN=out/run HF=o
 
 prefetch: $(STAMP) ## download WET segments into the cache: make prefetch SNAPSHOT=CC-MAIN-2019-30 SEGMENTS=0-9
 	$(PY) -m pipeline.snapshot --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --cache-dir $(CACHE)
+
+AIRFLOW_OUT ?= out/airflow
+DAG_CONF = {"work_dir": "$(abspath $(AIRFLOW_OUT))/work", "input_glob": "$(abspath $(SHARED))/wet/CC-MAIN-2019-30-sample-00000.warc.wet.gz", "reference_dir": "$(abspath $(SHARED))/reference", "langs": "en,fr", "workers": 1, "vocab_size": 1000, "sentences": 20000, "model_config": "tiny", "max_steps": 20, "stage_args": {"vocab": "--allow-smaller-vocab", "pretrain": "--device cpu"}}
+dag-demo: $(STAMP) tools ## run the cc100_pipeline DAG once (airflow dags test, tiny settings) into out/airflow
+	export AIRFLOW_HOME=$(abspath $(AIRFLOW_OUT))/home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	       AIRFLOW__CORE__LOAD_EXAMPLES=False CC100_DAG_RETRIES=0 && \
+	$(VENV)/bin/airflow db migrate >/dev/null && \
+	$(VENV)/bin/airflow dags test cc100_pipeline -c '$(DAG_CONF)' 2>&1 | grep -v -E '^[0-9TZ:.-]+ \[(info|debug)'; \
+	exit $${PIPESTATUS[0]}
 
 clean:
 	rm -rf out build .pytest_cache
