@@ -123,3 +123,24 @@ def reference_dedup(
             if kept:
                 out[(d["cc_segment"], d["record_offset"])] = kept
     return out
+
+
+def make_doc(text: str, offset: int = 0, language: str | None = None, segment: str = "seg") -> "Document":
+    """A Document as the WET reader would make it, for stage tests that start after reading."""
+    from pipeline.schema import Document
+
+    return Document(
+        url=f"http://example.com/{offset}", date_download="2019-07-16T00:00:00Z", digest="sha1:X",
+        source_domain="example.com", title="t", raw_content=text, length=len(text),
+        nlines=text.count("\n") + 1, cc_segment=segment, record_offset=offset, language=language,
+    )
+
+
+def beam_counters(result, namespace: str = "cc100") -> dict[str, int]:
+    """The committed counters of a finished Beam pipeline result, summed by name."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out: dict[str, int] = {}
+    for c in result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]:
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(c.committed or 0)
+    return out

@@ -8,7 +8,6 @@ import sys
 import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -25,23 +24,10 @@ from pipeline.lid import (
     self_check,
 )
 from pipeline.schema import Document
+from tests.pipeline.corpus_helpers import beam_counters, make_doc
 from pipeline.tools import ModelFileError
 
 
-def make_doc(text: str, offset: int = 0) -> Document:
-    return Document(
-        url=f"http://example.com/{offset}", date_download="2019-07-16T00:00:00Z", digest="sha1:X",
-        source_domain="example.com", title="t", raw_content=text, length=len(text),
-        nlines=text.count("\n") + 1, cc_segment="seg", record_offset=offset,
-    )
-
-
-def counters(result) -> dict[str, int]:
-    query = result.metrics().query(MetricsFilter().with_namespace("cc100"))
-    out: dict[str, int] = {}
-    for c in query["counters"]:
-        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(c.committed or 0)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +212,7 @@ def test_identify_language_drops_and_counts(model):
     )
     result = p.run()
     result.wait_until_finish()
-    c = counters(result)
+    c = beam_counters(result)
     assert c["lid_documents_in"] == 5
     assert c["lid_dropped_threshold"] == 1
     assert c["lid_dropped_language_filter"] == 1

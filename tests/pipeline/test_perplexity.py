@@ -7,7 +7,6 @@ import random
 
 import apache_beam as beam
 import pytest
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -28,26 +27,13 @@ from pipeline.perplexity import (
     validate_models,
 )
 from pipeline.schema import Document
+from tests.pipeline.corpus_helpers import beam_counters, make_doc
 from pipeline.tools import ModelFileError, ToolNotFoundError, find_tool
 
 LANGS = ("en", "fr", "de", "ru")
 HELD_OUT = 100  # last lines of each reference file, never trained on
 
 
-def make_doc(text: str, lang: str | None, offset: int) -> Document:
-    return Document(
-        url=f"http://example.com/{offset}", date_download="", digest="", source_domain="",
-        title="", raw_content=text, length=len(text), nlines=text.count("\n") + 1,
-        cc_segment="seg", record_offset=offset, language=lang,
-    )
-
-
-def counters(result) -> dict[str, int]:
-    query = result.metrics().query(MetricsFilter().with_namespace("cc100"))
-    out: dict[str, int] = {}
-    for c in query["counters"]:
-        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(c.committed or 0)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -182,10 +168,10 @@ def test_score_perplexity_stage(lm_models, en_models):
     lm_dir, held_out = lm_models
     sp, lm = en_models
     docs = [
-        make_doc(held_out["en"][0] + "\n" + held_out["en"][1], "en", 0),
-        make_doc(held_out["fr"][0], "fr", 1),
-        make_doc("Habari ya asubuhi, rafiki yangu.", "sw", 2),  # no Swahili model
-        make_doc("\x01", "en", 3),  # nothing left after normalisation
+        make_doc(held_out["en"][0] + "\n" + held_out["en"][1], 0, language="en"),
+        make_doc(held_out["fr"][0], 1, language="fr"),
+        make_doc("Habari ya asubuhi, rafiki yangu.", 2, language="sw"),  # no Swahili model
+        make_doc("\x01", 3, language="en"),  # nothing left after normalisation
     ]
     expected_en = score_document(docs[0].raw_content, sp, lm)
     p = BeamTestPipeline(runner="FnApiRunner")
@@ -195,7 +181,7 @@ def test_score_perplexity_stage(lm_models, en_models):
     assert_that(out, equal_to([(0, False, expected_en), (1, False, None), (2, True, None), (3, True, None)]))
     result = p.run()
     result.wait_until_finish()
-    c = counters(result)
+    c = beam_counters(result)
     assert c["perplexity_scored"] == 2
     assert c["perplexity_no_model"] == 1
     assert c["perplexity_no_model:sw"] == 1
@@ -206,10 +192,10 @@ def test_buckets_from_data_hold_30_30_40_and_the_table_is_reusable(lm_models, tm
     """Real perplexities of held-out sentences, cutoffs computed in the same job."""
     lm_dir, held_out = lm_models
     docs = [
-        make_doc(line, lang, i)
+        make_doc(line, i, language=lang)
         for lang in ("en", "fr", "de")
         for i, line in enumerate(held_out[lang])
-    ] + [make_doc("Habari ya asubuhi, rafiki yangu.", "sw", 999)]
+    ] + [make_doc("Habari ya asubuhi, rafiki yangu.", 999, language="sw")]
     cutoffs = tmp_path / "cutoffs.csv"
 
     def run(**kwargs):
