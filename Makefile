@@ -56,8 +56,8 @@ $(TOOLS)/bin/lmplz: | $(STAMP)
 	rm -rf $(TOOLS)/src && mkdir -p $(TOOLS)/src $(TOOLS)/bin
 	$(PY) -m pip download -q --no-deps --no-binary kenlm --no-build-isolation kenlm==$(KENLM_VERSION) -d $(TOOLS)/src
 	tar -xzf $(TOOLS)/src/kenlm-$(KENLM_VERSION).tar.gz -C $(TOOLS)/src
-	cmake -S $(TOOLS)/src/kenlm-$(KENLM_VERSION) -B $(TOOLS)/src/build -DCMAKE_BUILD_TYPE=Release >/dev/null
-	$(MAKE) -C $(TOOLS)/src/build -j2 lmplz build_binary >/dev/null
+	cmake -S $(TOOLS)/src/kenlm-$(KENLM_VERSION) -B $(TOOLS)/src/build -DCMAKE_BUILD_TYPE=Release > $(TOOLS)/build.log 2>&1 || { tail -40 $(TOOLS)/build.log; exit 1; }
+	$(MAKE) -C $(TOOLS)/src/build -j2 lmplz build_binary >> $(TOOLS)/build.log 2>&1 || { tail -40 $(TOOLS)/build.log; exit 1; }
 	cp $(TOOLS)/src/build/bin/lmplz $(TOOLS)/src/build/bin/build_binary $(TOOLS)/bin/
 	rm -rf $(TOOLS)/src
 
