@@ -74,21 +74,3 @@ def hf_config(cfg: XLMRConfig):
     from transformers import XLMRobertaConfig
 
     return XLMRobertaConfig(**dataclasses.asdict(cfg))
-
-
-@pytest.fixture
-def hf_tokenizer_protobuf(monkeypatch):
-    """Let transformers read a SentencePiece model in this environment.
-
-    sentencepiece 0.2.3 ships a sentencepiece_model_pb2 generated for protobuf >= 7.36, while
-    apache-beam pins protobuf < 7; transformers then fails to convert sentencepiece.bpe.model.
-    transformers carries its own copy of the same proto, which works with protobuf 6: use it.
-    (With sentencepiece 0.2.1, whose copy has no version check, nothing needs patching.)
-    """
-    try:
-        from sentencepiece import sentencepiece_model_pb2  # noqa: F401
-    except Exception:
-        import transformers.convert_slow_tokenizer as conv
-        from transformers.utils import sentencepiece_model_pb2_new
-
-        monkeypatch.setattr(conv, "import_protobuf", lambda error_message="": sentencepiece_model_pb2_new)

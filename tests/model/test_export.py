@@ -73,7 +73,7 @@ def test_compiled_model_state_dict_exports(tmp_path, tiny_config, multilingual_b
 
 
 def test_run_directory_and_recorded_vocab_give_a_working_tokenizer(
-        tmp_path, spm_model, tiny_config, hf_tokenizer_protobuf):
+        tmp_path, spm_model, tiny_config):
     vocab_path, sp = spm_model
     model = trained_model(tiny_config)
     write_checkpoint(tmp_path / "run" / "checkpoint.pt", model, tiny_config, vocab_file=str(vocab_path))

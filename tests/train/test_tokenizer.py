@@ -88,24 +88,11 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def hf(monkeypatch):
-    """transformers, able to read a .model file here.
-
-    sentencepiece 0.2.3 ships a model_pb2 generated for protobuf >= 7, while apache-beam pins
-    protobuf < 7; transformers then fails to parse the model. Its own bundled pb2 parses the
-    same proto, so route it there when the other cannot be imported (a test-environment
-    workaround, not a change in what is parsed).
-    """
-    transformers = pytest.importorskip("transformers")
-    import transformers.convert_slow_tokenizer as cst
-
-    try:
-        cst.import_protobuf()
-    except Exception:
-        from transformers.utils import sentencepiece_model_pb2_new
-
-        monkeypatch.setattr(cst, "import_protobuf", lambda *a, **k: sentencepiece_model_pb2_new)
-    return transformers
+def hf():
+    """transformers (a test dependency only). It reads sentencepiece.bpe.model through its own
+    copy of SentencePiece's proto; sentencepiece is pinned to 0.2.1 because 0.2.3's copy needs
+    protobuf >= 7, which apache-beam does not allow."""
+    return pytest.importorskip("transformers")
 
 
 def test_id_layout_is_xlmr(tiny_model):
