@@ -8,15 +8,17 @@ dolma) keeps exactly one copy of each paragraph: the first by (segment, record, 
 Documents left without a line are dropped.
 
 How it scales (no set of all hashes anywhere):
-  1. each document emits one occurrence (hash -> where) per *distinct* hash it holds;
-  2. `CombinePerKey` counts the documents per hash and keeps the first location (a combiner:
-     partial counts are merged before the shuffle);
-  3. `CoGroupByKey` joins counts with occurrences by hash, and emits (document, hash) for each
-     document that must lose that hash - only duplicated hashes produce output;
-  4. a second `CoGroupByKey` joins each document with its set of lost hashes.
+  1. each document's lines are hashed once; the document travels on with its hash list, and
+     emits one occurrence (hash -> where) per *distinct* hash it holds;
+  2. one `GroupByKey` per hash gives the number of documents holding it, the first location and
+     the holders; for a duplicated hash it emits (document, hash) for each document that must
+     lose it - only duplicated hashes produce output;
+  3. a `CoGroupByKey` joins each document with its set of lost hashes.
 A worker holds one document with its lost hashes, or one hash with its occurrence list
-(iterated lazily by runners that page large groups); shuffles carry 8-byte hashes and
-integer locations, not text.
+(iterated lazily by runners that page large groups); the occurrence shuffle carries 8-byte
+hashes and integer locations, not text. (An earlier version counted with a combiner and then
+joined the occurrences again: two shuffles of every occurrence and every line hashed twice;
+bench/bench_dedup.py measured this version at half the CPU, docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -103,27 +105,15 @@ def losers(mode: str, n_docs: int, first: Location, holders: Iterable[DocId]) ->
             yield doc_id
 
 
-class HashStatsFn(beam.CombineFn):
-    """Per hash: (number of documents holding it, first location). Associative, so it combines
-    partial results on each worker before the shuffle."""
-
-    def create_accumulator(self):
-        return (0, None)
-
-    def add_input(self, acc, location: Location):
-        n, first = acc
-        return (n + 1, location if first is None or location < first else first)
-
-    def merge_accumulators(self, accumulators):
-        n, first = 0, None
-        for a_n, a_first in accumulators:
-            n += a_n
-            if a_first is not None and (first is None or a_first < first):
-                first = a_first
-        return (n, first)
-
-    def extract_output(self, acc):
-        return acc
+def hash_stats(locations: Iterable[Location]) -> tuple[int, Location | None]:
+    """(number of documents holding a hash, its first location) from its occurrences (one per
+    document)."""
+    n_docs, first = 0, None
+    for loc in locations:
+        n_docs += 1
+        if first is None or loc < first:
+            first = loc
+    return n_docs, first
 
 
 # -- Beam wiring --------------------------------------------------------------------------------
@@ -149,34 +139,44 @@ class _Segments:
         return doc_id[0] // self.group_size if self.group_size else 0
 
 
-class _EmitOccurrencesFn(beam.DoFn):
+class _HashParagraphsFn(beam.DoFn):
+    """Document -> (document id, (document, line hashes)); occurrences as a tagged output."""
+
+    OCCURRENCES = "occurrences"
+
     def __init__(self, segments: _Segments):
         self.segments = segments
 
     def process(self, doc: Document):
         doc_id = self.segments.doc_id(doc)
         group = self.segments.group(doc_id)
-        for h, line in first_occurrences(line_hashes(doc.raw_content)).items():
-            yield (group, to_int64(h)), (doc_id[0], doc_id[1], line)
+        hashes = line_hashes(doc.raw_content)
+        yield doc_id, (doc, hashes)
+        for h, line in first_occurrences(hashes).items():
+            yield beam.pvalue.TaggedOutput(
+                self.OCCURRENCES, ((group, to_int64(h)), (doc_id[0], doc_id[1], line)))
 
 
 class _LosersFn(beam.DoFn):
+    """One hash with its occurrences -> (document, hash) for each document that must drop it;
+    the duplicated hashes' (count, first location) as a tagged output (for the top lines)."""
+
+    DUPLICATED = "duplicated"
+
     def __init__(self, mode: str):
         self.mode = mode
         self.duplicated = Metrics.counter(NAMESPACE, "duplicated_paragraph_hashes")
 
     def process(self, element):
-        (_, h), joined = element
-        stats = list(joined["stats"])
-        if not stats:
-            return
-        n_docs, first = stats[0]
+        key, locations = element
+        n_docs, first = hash_stats(locations)
         if n_docs < 2:
             return
         self.duplicated.inc()
-        holders = ((loc[0], loc[1]) for loc in joined["occurrences"])
+        yield beam.pvalue.TaggedOutput(self.DUPLICATED, (key, (n_docs, first)))
+        holders = ((loc[0], loc[1]) for loc in locations)
         for doc_id in losers(self.mode, n_docs, first, holders):
-            yield doc_id, h
+            yield doc_id, key[1]
 
 
 class _DropLinesFn(beam.DoFn):
@@ -193,8 +193,7 @@ class _DropLinesFn(beam.DoFn):
     def process(self, element):
         _, joined = element
         removed = frozenset(h if h >= 0 else h + (1 << 64) for h in joined["lost"])
-        for doc in joined["doc"]:
-            hashes = line_hashes(doc.raw_content)
+        for doc, hashes in joined["doc"]:
             kept = kept_line_ids(hashes, removed)
             self.lines_in.inc(len(hashes))
             self.lines_removed.inc(len(hashes) - len(kept))
@@ -262,29 +261,25 @@ class DedupParagraphs(beam.PTransform):
 
     def expand(self, docs):
         segments = self.segments
-        keyed = docs | "KeyByDocument" >> beam.Map(lambda d: (segments.doc_id(d), d))
-        occurrences = docs | "HashParagraphs" >> beam.ParDo(_EmitOccurrencesFn(segments))
-        stats = occurrences | "CountDocumentsPerHash" >> beam.CombinePerKey(HashStatsFn())
+        hashed = docs | "HashParagraphs" >> beam.ParDo(_HashParagraphsFn(segments)).with_outputs(
+            _HashParagraphsFn.OCCURRENCES, main="keyed")
+        judged = (
+            hashed[_HashParagraphsFn.OCCURRENCES]
+            | "GroupOccurrencesByHash" >> beam.GroupByKey()
+            | "DocumentsLosingHash" >> beam.ParDo(_LosersFn(self.mode)).with_outputs(
+                _LosersFn.DUPLICATED, main="lost")
+        )
         if self.top_lines_path:
-            top = (
-                stats
-                | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] >= 2)
-                | "TopDuplicated" >> beam.combiners.Top.Of(self.top_lines, key=_top_key)
-            )
-            path = self.top_lines_path
+            top = judged[_LosersFn.DUPLICATED] | "TopDuplicated" >> beam.combiners.Top.Of(
+                self.top_lines, key=_top_key)
             _ = (
                 docs
                 | "TopLineText" >> beam.ParDo(_TopLineTextFn(segments), beam.pvalue.AsSingleton(top))
                 | "CollectTopLines" >> beam.combiners.ToList()
-                | "WriteTopLines" >> beam.Map(_write_top_lines, path)
+                | "WriteTopLines" >> beam.Map(_write_top_lines, self.top_lines_path)
             )
-        lost = (
-            {"occurrences": occurrences, "stats": stats}
-            | "JoinCountsWithOccurrences" >> beam.CoGroupByKey()
-            | "DocumentsLosingHash" >> beam.ParDo(_LosersFn(self.mode))
-        )
         return (
-            {"doc": keyed, "lost": lost}
+            {"doc": hashed.keyed, "lost": judged.lost}
             | "JoinDocumentsWithLostHashes" >> beam.CoGroupByKey()
             | "DropDuplicateLines" >> beam.ParDo(_DropLinesFn())
         )

@@ -16,9 +16,13 @@ always took the slow path); the result here is the same.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import sys
 import unicodedata
+
+import numpy as np
 
 UNICODE_PUNCT = {
     "，": ",",
@@ -76,9 +80,32 @@ def remove_unicode_punct(text: str) -> str:
     return UNICODE_PUNCT_RE.sub("", text)
 
 
-def strip_accents(text: str) -> str:
+def slow_strip_accents(text: str) -> str:
+    """The definition (cc_net's): NFD, then drop non-spacing marks (category Mn)."""
     nfd = unicodedata.normalize("NFD", text)
     return "".join(c for c in nfd if unicodedata.category(c) != "Mn")
+
+
+@functools.cache
+def _not_mn_table() -> np.ndarray:
+    """Boolean table over all code points, False for category Mn (built once per process)."""
+    keep = np.ones(sys.maxunicode + 1, dtype=bool)
+    keep[[cp for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Mn"]] = False
+    return keep
+
+
+def strip_accents(text: str) -> str:
+    """`slow_strip_accents` without a Python loop over characters (it was ~60% of `normalize`):
+    the NFD text's code points index a table of non-spacing marks."""
+    nfd = unicodedata.normalize("NFD", text)
+    if nfd.isascii():
+        return nfd
+    try:
+        codes = np.frombuffer(nfd.encode("utf-32-le"), dtype=np.uint32)
+    except UnicodeEncodeError:  # lone surrogates cannot be encoded: the exact slow path
+        return slow_strip_accents(text)
+    keep = _not_mn_table()[codes]
+    return nfd if keep.all() else codes[keep].tobytes().decode("utf-32-le")
 
 
 def remove_non_printing_char(text: str) -> str:

@@ -12,9 +12,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dedup import (
     DedupParagraphs,
-    HashStatsFn,
     apply_kept_lines,
     first_occurrences,
+    hash_stats,
     kept_line_ids,
     line_hashes,
     losers,
@@ -81,11 +81,9 @@ def test_losers_ccnet_removes_everywhere_keep_first_spares_the_first_document():
     assert list(losers("ccnet", 1, (0, 5, 4), holders[:1])) == []
 
 
-def test_hash_stats_combiner_counts_and_keeps_the_first_location():
-    fn = HashStatsFn()
-    a = fn.add_input(fn.add_input(fn.create_accumulator(), (1, 4, 2)), (0, 9, 7))
-    b = fn.add_input(fn.create_accumulator(), (0, 9, 3))
-    assert fn.extract_output(fn.merge_accumulators([a, b, fn.create_accumulator()])) == (3, (0, 9, 3))
+def test_hash_stats_counts_documents_and_keeps_the_first_location():
+    assert hash_stats([(1, 4, 2), (0, 9, 7), (0, 9, 3)]) == (3, (0, 9, 3))
+    assert hash_stats([]) == (0, None)
 
 
 def test_reference_implements_the_issue_semantics():

@@ -15,6 +15,8 @@ from pipeline.normalize import (
     normalize_for_dedup,
     paragraph_hash,
     slow_normalize_for_dedup,
+    slow_strip_accents,
+    strip_accents,
 )
 
 CCNET_PUNCT = "，。、„”“«»１」「《》´∶：？！（）；–—．～’…━〈〉【】％►"
@@ -83,3 +85,26 @@ def test_fast_path_matches_specification_on_real_and_random_text(shared_data):
     lines += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
     mismatches = [line for line in lines if normalize_for_dedup(line) != slow_normalize_for_dedup(line)]
     assert mismatches == []
+
+
+def test_strip_accents_matches_its_definition_on_every_language(shared_data):
+    """The table-based strip_accents equals cc_net's per-character definition (NFD, drop Mn)."""
+    texts = [p.read_text(encoding="utf-8") for p in sorted((shared_data / "reference_leipzig").glob("*.txt"))]
+    assert len(texts) > 50
+    for text in texts:
+        for line in text.splitlines()[:300]:
+            assert strip_accents(line) == slow_strip_accents(line), line
+    rng = random.Random(1)
+    marks = "\u0301\u0308\u0327\u093f\u0e34\u05b7\u064e"  # combining marks of several scripts
+    alphabet = marks + "aeioucnAÉÑçøß ͅ\ud800日本ा"  # ͅ (U+0345) is Mn; a lone surrogate too
+    for _ in range(2000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
+        assert strip_accents(s) == slow_strip_accents(s), repr(s)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("déjà vu", "deja vu"), ("Ñandú", "Nandu"), ("Ωμέγα", "Ωμεγα"), ("plain", "plain"), ("", ""),
+    ("हिन्दी", "हिनदी"),  # the virama is a non-spacing mark (dropped); vowel signs are Mc (kept)
+])
+def test_strip_accents_by_hand(text, expected):
+    assert strip_accents(text) == expected
