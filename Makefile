@@ -31,7 +31,7 @@ CACHE ?= .cache/commoncrawl
 CC_BASE_URL ?=
 DEMO ?= out/demo
 
-.PHONY: setup tools test test-fast demo dag-demo corpus corpus-dataflow lm vocab tokenize pretrain export prefetch clean help
+.PHONY: setup tools test test-fast demo dag-demo bench-input bench-corpus bench-dedup bench-pretrain corpus corpus-dataflow lm vocab tokenize pretrain export prefetch clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -107,6 +107,21 @@ export: $(STAMP) ## checkpoint -> Hugging Face dir: make export RUN=out/run HF=o
 
 prefetch: $(STAMP) ## download WET segments into the cache: make prefetch SNAPSHOT=CC-MAIN-2019-30 SEGMENTS=0-9
 	$(PY) -m pipeline.snapshot --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --cache-dir $(CACHE)
+
+BENCH ?= /tmp/cc100-bench
+bench-input: $(STAMP) tools ## synthetic WET input + LM models for the benchmarks (under BENCH)
+	$(PY) -m bench.synth_wet --docs 5000 --seed 0 --output $(BENCH)/synth-5k-s0.warc.wet.gz
+	$(PY) -m bench.synth_wet --docs 5000 --seed 1 --output $(BENCH)/synth-5k-s1.warc.wet.gz
+	$(CC100) lm --reference $(REFERENCE) --output $(BENCH)/lm --skip-existing
+
+bench-corpus: bench-input ## corpus throughput vs the libraries' limit and cc_net (cc_net venv: bench/README.md)
+	$(PY) -m bench.bench_corpus --input '$(BENCH)/synth-5k-s*.warc.wet.gz' --lm-dir $(BENCH)/lm --repeats 3 --ccnet-processes 1,2 --json $(BENCH)/corpus.json
+
+bench-dedup: $(STAMP) ## the dedup stage alone at 1x/4x/16x input
+	$(PY) -m bench.bench_dedup --docs 2500 --scales 1,4,16 --repeats 2 --workers 2 --json $(BENCH)/dedup.json
+
+bench-pretrain: $(STAMP) ## our training step vs Hugging Face XLMRobertaForMaskedLM
+	$(PY) -m bench.bench_pretrain --configs tiny,small-base --repeats 7 --steps 3 --warmup 2 --threads 1 --compile --json $(BENCH)/pretrain.json
 
 AIRFLOW_OUT ?= out/airflow
 DAG_CONF = {"work_dir": "$(abspath $(AIRFLOW_OUT))/work", "input_glob": "$(abspath $(SHARED))/wet/CC-MAIN-2019-30-sample-00000.warc.wet.gz", "reference_dir": "$(abspath $(SHARED))/reference", "langs": "en,fr", "workers": 1, "vocab_size": 1000, "sentences": 20000, "model_config": "tiny", "max_steps": 20, "stage_args": {"vocab": "--allow-smaller-vocab", "pretrain": "--device cpu"}}
