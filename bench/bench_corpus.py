@@ -347,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cutoffs", default=None,
                         help="cc_net cutoff CSV given to both jobs (default: ../shared/data/ccnet_cutoff.csv)")
     parser.add_argument("--workers", default="1,2", help="worker counts of our job (default 1,2)")
-    parser.add_argument("--patches", default="normalize,dedup",
-                        help="also time the job with these bench/patches.py fixes ('' = don't)")
+    parser.add_argument("--patches", default="",
+                        help="also time the job with these bench/patches.py candidate fixes, e.g. "
+                        "normalize,dedup (both have since landed in pipeline/; default: none)")
     parser.add_argument("--no-ccnet", dest="ccnet", action="store_false", help="skip cc_net")
     parser.add_argument("--ccnet-python", default=CCNET_PYTHON, help=f"venv with cc-net (default {CCNET_PYTHON})")
     parser.add_argument("--ccnet-processes", default="1", help="cc_net run_pipes processes (default 1)")
