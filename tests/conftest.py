@@ -26,3 +26,14 @@ def shared_data() -> Path:
             "beside the repository (see its SOURCES.md)"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def kenlm_tools() -> tuple:
+    """KenLM's lmplz and build_binary (built by `make tools`); skips with the reason when absent."""
+    from pipeline.tools import ToolNotFoundError, find_tool
+
+    try:
+        return find_tool("lmplz"), find_tool("build_binary")
+    except ToolNotFoundError as e:
+        pytest.skip(str(e))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.normalize import paragraph_hash
+from pipeline.schema import Document
 
 
 def warc_record(
@@ -125,15 +126,18 @@ def reference_dedup(
     return out
 
 
-def make_doc(text: str, offset: int = 0, language: str | None = None, segment: str = "seg") -> "Document":
+def make_doc(text: str, offset: int = 0, language: str | None = None, segment: str = "seg") -> Document:
     """A Document as the WET reader would make it, for stage tests that start after reading."""
-    from pipeline.schema import Document
-
     return Document(
-        url=f"http://example.com/{offset}", date_download="2019-07-16T00:00:00Z", digest="sha1:X",
-        source_domain="example.com", title="t", raw_content=text, length=len(text),
+        url=f"http://{segment}/{offset}", date_download="2019-07-16T00:00:00Z", digest="sha1:X",
+        source_domain=segment, title="t", raw_content=text, length=len(text),
         nlines=text.count("\n") + 1, cc_segment=segment, record_offset=offset, language=language,
     )
+
+
+def segment_doc(segment: str, offset: int, content: str) -> Document:
+    """`make_doc` keyed the way dedup orders documents: (segment, record offset)."""
+    return make_doc(content, offset, segment=segment)
 
 
 def beam_counters(result, namespace: str = "cc100") -> dict[str, int]:

@@ -36,13 +36,7 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def lm_dir(shared_data, tmp_path_factory):
-    from pipeline.tools import ToolNotFoundError, find_tool
-
-    try:
-        find_tool("lmplz"), find_tool("build_binary")
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
+def lm_dir(shared_data, tmp_path_factory, kenlm_tools):
     out = tmp_path_factory.mktemp("ccnet") / "lm"
     code, stdout, _ = _run(["lm", "--reference", str(shared_data / "reference"), "--output", str(out),
                             "--langs", ",".join(LANGS_WITH_MODEL), "--workers", "2", "--memory", "256M"])

@@ -313,15 +313,10 @@ def test_worker_requirements_match_the_project_pins():
 
 
 @pytest.fixture(scope="module")
-def it_model(shared_data, tmp_path_factory):
+def it_model(shared_data, tmp_path_factory, kenlm_tools):
     """An Italian SentencePiece + KenLM model from `cc100 lm` (the training runs locally)."""
     from pipeline import lm
-    from pipeline.tools import ToolNotFoundError, find_tool
 
-    try:
-        find_tool("lmplz"), find_tool("build_binary")
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
     out = tmp_path_factory.mktemp("lm_it")
     assert lm.main(["--reference", str(shared_data / "reference"), "--output", str(out), "--langs", "it",
                     "--workers", "1", "--memory", "128M"]) == 0

@@ -23,12 +23,9 @@ from pipeline.dedup import (
 from pipeline.normalize import paragraph_hash
 from pipeline.schema import Document
 from tests.pipeline.corpus_helpers import reference_dedup
+from tests.pipeline.corpus_helpers import segment_doc as doc
 
 
-def doc(segment: str, offset: int, content: str) -> Document:
-    return Document(url=f"http://{segment}/{offset}", date_download="", digest="", source_domain=segment,
-                    title="t", raw_content=content, length=len(content), nlines=content.count("\n") + 1,
-                    cc_segment=segment, record_offset=offset)
 
 
 # A: in-document repeat ("unique a one"), B: the same boilerplate in another case,

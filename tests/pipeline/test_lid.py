@@ -23,7 +23,6 @@ from pipeline.lid import (
     predict_lines,
     self_check,
 )
-from pipeline.schema import Document
 from tests.pipeline.corpus_helpers import beam_counters, make_doc
 from pipeline.tools import ModelFileError
 

@@ -13,14 +13,6 @@ from pipeline.perplexity import load_kenlm, load_sentencepiece, score_document
 from pipeline.tools import ToolNotFoundError, find_tool
 
 
-@pytest.fixture(scope="module")
-def tools():
-    try:
-        return find_tool("lmplz"), find_tool("build_binary")
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
-
-
 # -- pure pieces -----------------------------------------------------------------------------
 
 
@@ -82,7 +74,7 @@ def _reference(shared_data: Path, root: Path) -> Path:
     return ref
 
 
-def test_lm_command_trains_models_in_cc_net_layout(tools, shared_data, tmp_path, capsys):
+def test_lm_command_trains_models_in_cc_net_layout(kenlm_tools, shared_data, tmp_path, capsys):
     ref = _reference(shared_data, tmp_path)
     out = tmp_path / "lm"
     argv = ["--reference", str(ref), "--output", str(out), "--workers", "2", "--memory", "256M"]
@@ -113,7 +105,7 @@ def test_lm_command_trains_models_in_cc_net_layout(tools, shared_data, tmp_path,
     assert (out / "en.arpa.bin").stat().st_mtime_ns == before
 
 
-def test_lm_command_refuses_bad_arguments_before_training(tools, tmp_path, capsys):
+def test_lm_command_refuses_bad_arguments_before_training(kenlm_tools, tmp_path, capsys):
     ref = tmp_path / "ref"
     ref.mkdir()
     (ref / "en.txt").write_text("hello\n")

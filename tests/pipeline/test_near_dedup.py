@@ -34,12 +34,9 @@ from pipeline.near_dedup import (
 from pipeline.options import CorpusConfig, make_runner, pipeline_options
 from pipeline.schema import Document
 from tests.conftest import REPO_ROOT
+from tests.pipeline.corpus_helpers import segment_doc as doc
 
 
-def doc(segment: str, offset: int, content: str) -> Document:
-    return Document(url=f"http://{segment}/{offset}", date_download="", digest="", source_domain=segment,
-                    title="t", raw_content=content, length=len(content), nlines=content.count("\n") + 1,
-                    cc_segment=segment, record_offset=offset)
 
 
 def reference_drops(docs: list[Document], config: NearDedupConfig) -> set[tuple[str, int]]:

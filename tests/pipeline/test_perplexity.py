@@ -26,9 +26,8 @@ from pipeline.perplexity import (
     tokenize,
     validate_models,
 )
-from pipeline.schema import Document
 from tests.pipeline.corpus_helpers import beam_counters, make_doc
-from pipeline.tools import ModelFileError, ToolNotFoundError, find_tool
+from pipeline.tools import ModelFileError
 
 LANGS = ("en", "fr", "de", "ru")
 HELD_OUT = 100  # last lines of each reference file, never trained on
@@ -37,12 +36,8 @@ HELD_OUT = 100  # last lines of each reference file, never trained on
 
 
 @pytest.fixture(scope="session")
-def lm_models(shared_data, tmp_path_factory):
+def lm_models(shared_data, tmp_path_factory, kenlm_tools):
     """en/fr/de/ru models trained (2 processes) on UD text minus the held-out sentences."""
-    try:
-        find_tool("lmplz"), find_tool("build_binary")
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
     root = tmp_path_factory.mktemp("lm")
     reference, lm_dir = root / "reference", root / "models"
     reference.mkdir()
