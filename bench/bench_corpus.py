@@ -7,7 +7,7 @@ Every repeat runs, interleaved so machine load hits all of them alike:
              SHA-1 per line (once), lid.176 predict (after dedup), cc_net's normalize +
              SentencePiece + KenLM (after LID, languages with a model). Their sum = the limit.
   job        `cc100 corpus --workers N` through its CLI (local FnApiRunner), wall and CPU time
-             of the whole process tree, peak memory; `+patches` = the same with bench/patches.py
+             of the whole process tree, peak memory
   ccnet      facebookresearch/cc_net 1.0.0's own code (bench/ccnet_run.py) in a separate venv:
              hash pass + mine pass of one shard, `run_pipes(processes=N)`
 
@@ -145,13 +145,6 @@ def job_command(args, workers: int, output: str, input_path: str | None = None) 
     return cmd
 
 
-def patched_env(patches: str) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "bench" / "patched_site")])
-    env["CC100_BENCH_PATCHES"] = patches
-    return env
-
-
 def ccnet_command(args, processes: int, output: str, lid_model: str) -> list[str]:
     return [args.ccnet_python, str(REPO / "bench" / "ccnet_run.py"), "--input", *args.files,
             "--lm-dir", args.lm_dir, "--lid-model", lid_model, "--cutoffs", args.cutoffs,
@@ -166,7 +159,7 @@ def count_parquet_rows(output: str) -> int:
 
 def output_digest(output: str) -> str:
     """SHA-1 over the sorted (partition, url, raw_content, line_ids, perplexity) of every row:
-    runs with and without the patches must write the same corpus."""
+    runs with 1 and 2 workers must write the same corpus."""
     import hashlib
 
     import pyarrow.parquet as pq
@@ -186,18 +179,10 @@ def output_digest(output: str) -> str:
 def run(args) -> dict:
     from pipeline.lid import default_lid_model
 
-    from bench import patches
-
     lid_model = args.lid_model or default_lid_model()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     limit = Limit(args.files, args.lm_dir, lid_model)
-    limit_patched_fn = patches.fast_strip_accents
-    if "normalize" in args.patches:  # the fix must be exact before it is timed
-        from pipeline.wet import WetFileReport, read_wet_file
-
-        texts = [d.raw_content.lower() for f in args.files for d in read_wet_file(f, 0, WetFileReport(f))]
-        print(f"fast strip_accents equals cc_net's on {patches.check(texts)} documents", flush=True)
     results = {"machine_start": machine(), "input": args.files,
                "input_bytes": sum(os.path.getsize(p) for p in args.files), "repeats": []}
     tiny = None
@@ -206,30 +191,18 @@ def run(args) -> dict:
 
         tiny = str(work / "fixed-cost-50.warc.wet.gz")
         synthesize(tiny, SynthConfig(docs=50, seed=0), default_data_dir())
-    variants = [(f"job w{w}", w, "") for w in args.workers]
-    if args.patches:
-        variants += [(f"job w{w} +patches", w, args.patches) for w in args.workers]
+    variants = [(f"job w{w}", w) for w in args.workers]
     for r in range(args.repeats):
         rep: dict = {"load": os.getloadavg()[0]}
         print(f"repeat {r + 1}/{args.repeats} (load {rep['load']:.2f})", flush=True)
         lim = limit.run()
         rep["limit"] = lim
-        if args.patches and "normalize" in args.patches:
-            import pipeline.normalize as norm
-
-            original = norm.strip_accents
-            norm.strip_accents = limit_patched_fn
-            try:
-                rep["limit_patched"] = limit.run()
-            finally:
-                norm.strip_accents = original
         rep["parse_reference"] = limit.parse_references()
         print(f"  limit {lim['times']['limit']:.1f}s " + " ".join(
             f"{k} {v:.2f}" for k, v in lim["times"].items() if k != "limit"), flush=True)
-        for name, workers, patch in variants:
-            out = str(work / f"out-{name.replace(' ', '-').replace('+', '')}")
-            env = patched_env(patch) if patch else None
-            res = run_measured(job_command(args, workers, out), env=env)
+        for name, workers in variants:
+            out = str(work / f"out-{name.replace(' ', '-')}")
+            res = run_measured(job_command(args, workers, out))
             if res.returncode != 0:
                 raise SystemExit(f"{name} failed (exit {res.returncode}):\n{res.output_tail}")
             rep[name] = {**res.to_dict(), "documents_written": count_parquet_rows(out),
@@ -237,7 +210,7 @@ def run(args) -> dict:
             if rep[name]["output_sha1"] != rep[variants[0][0]]["output_sha1"]:
                 raise SystemExit(f"{name} wrote a different corpus than {variants[0][0]} (see {out})")
             if tiny:
-                fixed = run_measured(job_command(args, workers, out + "-fixed", tiny), env=env)
+                fixed = run_measured(job_command(args, workers, out + "-fixed", tiny))
                 if fixed.returncode != 0:
                     raise SystemExit(f"{name} on 50 documents failed (exit {fixed.returncode}):\n{fixed.output_tail}")
                 rep[name]["fixed_wall_s"], rep[name]["fixed_cpu_s"] = fixed.wall_s, fixed.cpu_s
@@ -281,32 +254,27 @@ def summarize(results: dict, variants, args) -> dict:
     for stage in ("parse", "hash", "lid", "normalize", "sentencepiece", "kenlm"):
         row(f"limit: {stage}", [r["limit"]["times"][stage] for r in reps])
     row("limit (sum)", [r["limit"]["times"]["limit"] for r in reps])
-    if "limit_patched" in reps[0]:
-        row("limit, fast strip_accents", [r["limit_patched"]["times"]["limit"] for r in reps])
     row("reference: FastWARC parse", [r["parse_reference"]["parse_fastwarc"] for r in reps])
     row("reference: warcio parse", [r["parse_reference"]["parse_warcio"] for r in reps])
     ccnet1 = "ccnet p1" if args.ccnet and 1 in args.ccnet_processes else None
-    for name, workers, patch in variants:
-        limit_key = "limit_patched" if patch and "normalize" in patch and "limit_patched" in reps[0] else "limit"
+    for name, workers in variants:
         # per core: the limit is one core's time; the job had `workers` cores (CPU time is the
         # load-independent view, wall the user's)
-        ratio = [r[limit_key]["times"]["limit"] / (r[name]["wall_s"] * workers) for r in reps]
+        ratio = [r["limit"]["times"]["limit"] / (r[name]["wall_s"] * workers) for r in reps]
         vs_cc = [r[ccnet1]["wall_s"] / r[name]["wall_s"] for r in reps] if ccnet1 else None
         note = (f"{reps[0][name]['documents_written']} documents written; tree peak "
                 f"{median([r[name]['peak_tree_rss_mb'] for r in reps]):.0f} MB; limit/CPU "
-                f"{median([r[limit_key]['times']['limit'] / r[name]['cpu_s'] for r in reps]):.2f}")
+                f"{median([r['limit']['times']['limit'] / r[name]['cpu_s'] for r in reps]):.2f}")
         if "fixed_wall_s" in reps[0][name]:
-            steady = [r[limit_key]["times"]["limit"] / ((r[name]["wall_s"] - r[name]["fixed_wall_s"]) * workers)
+            steady = [r["limit"]["times"]["limit"] / ((r[name]["wall_s"] - r[name]["fixed_wall_s"]) * workers)
                       for r in reps]
             note += (f"; fixed cost {median([r[name]['fixed_wall_s'] for r in reps]):.1f}s wall, "
                      f"x limit/core without it {median(steady):.2f}")
         row(name, [r[name]["wall_s"] for r in reps], [r[name]["cpu_s"] for r in reps],
             [r[name]["peak_process_rss_mb"] for r in reps], ratio, vs_cc, note)
     for w in args.workers[1:]:
-        for suffix in ("", " +patches"):
-            a, b = f"job w{args.workers[0]}{suffix}", f"job w{w}{suffix}"
-            if a in reps[0] and b in reps[0]:
-                s[f"scaling {a} -> {b}"] = round(median([r[a]["wall_s"] / r[b]["wall_s"] for r in reps]), 2)
+        a, b = f"job w{args.workers[0]}", f"job w{w}"
+        s[f"scaling {a} -> {b}"] = round(median([r[a]["wall_s"] / r[b]["wall_s"] for r in reps]), 2)
     if args.ccnet:
         for p in args.ccnet_processes:
             name = f"ccnet p{p}"
@@ -347,9 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cutoffs", default=None,
                         help="cc_net cutoff CSV given to both jobs (default: ../shared/data/ccnet_cutoff.csv)")
     parser.add_argument("--workers", default="1,2", help="worker counts of our job (default 1,2)")
-    parser.add_argument("--patches", default="",
-                        help="also time the job with these bench/patches.py candidate fixes, e.g. "
-                        "normalize,dedup (both have since landed in pipeline/; default: none)")
     parser.add_argument("--no-ccnet", dest="ccnet", action="store_false", help="skip cc_net")
     parser.add_argument("--ccnet-python", default=CCNET_PYTHON, help=f"venv with cc-net (default {CCNET_PYTHON})")
     parser.add_argument("--ccnet-processes", default="1", help="cc_net run_pipes processes (default 1)")

@@ -10,7 +10,7 @@ scale two Beam pipelines run in a subprocess on the local runner, interleaved pe
 dedup - read is the stage's own cost. Peak memory is the largest RSS of any process of the
 tree (with --workers 1 the in-memory runner is one process: it holds every PCollection between
 stages, so its memory includes the shuffled data; with --workers 2 the worker processes are
-separate). `--patches dedup` also times bench/patches.py's single-shuffle variant.
+separate).
 
     python -m bench.bench_dedup --docs 2500 --scales 1,4,16 --repeats 3
 """
@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="1,4,16", help="numbers of files (default 1,4,16)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--patches", default="", help="also time with these bench/patches.py fixes (dedup)")
     parser.add_argument("--work-dir", default="/tmp/cc100-bench/dedup")
     parser.add_argument("--data", default=None, help="shared data dir (default: ../shared/data)")
     parser.add_argument("--json", default=None)
@@ -87,9 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_once is not None:
-        from bench.patches import apply_from_env
-
-        apply_from_env()
         run_once(args.run_once, args.workers, args.mode == "dedup", args.count_file)
         return 0
 
@@ -105,12 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     data_dir = Path(args.data) if args.data else default_data_dir()
     files = make_inputs(work, args.docs, max(scales), data_dir)
-    variants = [("read", ""), ("dedup", "")] + ([("dedup", args.patches)] if args.patches else [])
+    modes = ["read", "dedup"]
     results = {"machine": machine(), "args": vars(args), "runs": []}
     for r in range(args.repeats):
         for scale in scales:
-            for mode, patch in variants:
-                env = dict(os.environ, PYTHONPATH=str(REPO), CC100_BENCH_PATCHES=patch)
+            for mode in modes:
+                env = dict(os.environ, PYTHONPATH=str(REPO))
                 count_file = str(work / "count.txt")
                 cmd = [sys.executable, "-m", "bench.bench_dedup", "--workers", str(args.workers), "--mode", mode,
                        "--count-file", count_file, "--run-once", *files[:scale]]
@@ -118,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 if res.returncode != 0:
                     print(f"bench_dedup: {mode} x{scale} failed:\n{res.output_tail}", file=sys.stderr)
                     return 1
-                run = {"repeat": r, "scale": scale, "mode": mode + (f" +{patch}" if patch else ""),
+                run = {"repeat": r, "scale": scale, "mode": mode,
                        "documents": int(Path(count_file).read_text()), **res.to_dict()}
                 results["runs"].append(run)
                 print(f"repeat {r + 1} x{scale:<3} {run['mode']:<14} wall {res.wall_s:6.1f}s cpu {res.cpu_s:6.1f}s "
@@ -127,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"(load {res.load_before:.2f})", flush=True)
     results["machine_end"] = machine()
     print()
-    print(format_table(results, scales, [m + (f" +{p}" if p else "") for m, p in variants]))
+    print(format_table(results, scales, modes))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
         print(f"\nall measurements: {args.json}")

@@ -25,7 +25,7 @@ CENTRES = [
     ("cc_net normalize before SentencePiece", r"normalize\.py|fast_strip_accents"),
     ("WET parse (pipeline/wet.py)", r"pipeline/wet\.py"),
     ("Parquet write", r"pyarrow|write_parquet"),
-    ("dedup bookkeeping (pipeline/dedup.py)", r"pipeline/dedup\.py|bench/patches\.py"),
+    ("dedup bookkeeping (pipeline/dedup.py)", r"pipeline/dedup\.py"),
     ("Beam coders / pickling", r"coder|pickle|dill|cloudpickle"),
     ("Beam runner and bundle machinery", r"apache_beam"),
 ]

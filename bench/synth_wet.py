@@ -25,19 +25,19 @@ record id, url, language, site, kind) is written beside it; its name does not ma
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import math
 import os
 import random
 import sys
 import time
-import uuid
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
+
+from pipeline.demo import block_digest, record_id
+from pipeline.demo import warc_record as demo_warc_record
 
 # Shares of documents (%) in a 2019 Common Crawl snapshot, roughly (commoncrawl.github.io
 # cc-crawl-statistics, CLD2 languages), for the head of the distribution. English is set by
@@ -257,24 +257,14 @@ def make_page(rng: random.Random, site: Site, pools: dict[str, list[str]], kind:
 # -- WET records ---------------------------------------------------------------------------------
 
 
-def _uuid(rng: random.Random) -> str:
-    return f"<urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}>"
-
-
 def _date(rng: random.Random, millis: bool = True) -> str:
     t = time.gmtime(CRAWL_START + rng.randrange(CRAWL_SECONDS))
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + (".000Z" if millis else "Z")
 
 
-def block_digest(body: bytes) -> str:
-    return "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")
-
-
 def warc_record(headers: list[tuple[str, str]], body: bytes) -> bytes:
-    """One WARC/1.0 record as Common Crawl writes it: CRLF headers, body, CRLF CRLF."""
-    head = "WARC/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
-    head += f"Content-Length: {len(body)}\r\n\r\n"
-    return head.encode("utf-8") + body + b"\r\n\r\n"
+    """One WARC/1.0 record as Common Crawl writes it, Content-Length last (the demo's writer)."""
+    return demo_warc_record([*headers, ("Content-Length", str(len(body)))], body)
 
 
 def gzip_member(data: bytes) -> bytes:
@@ -293,13 +283,13 @@ def warcinfo_record(rng: random.Random, filename: str, snapshot: str) -> bytes:
         "operator: Common Crawl Admin\r\n"
     ).encode("utf-8")
     return warc_record([("WARC-Type", "warcinfo"), ("WARC-Date", date), ("WARC-Filename", filename),
-                        ("WARC-Record-ID", _uuid(rng)), ("Content-Type", "application/warc-fields")], body)
+                        ("WARC-Record-ID", record_id(rng)), ("Content-Type", "application/warc-fields")], body)
 
 
 def conversion_record(rng: random.Random, url: str, text: str) -> bytes:
     body = text.encode("utf-8")
     return warc_record([("WARC-Type", "conversion"), ("WARC-Target-URI", url), ("WARC-Date", _date(rng)),
-                        ("WARC-Record-ID", _uuid(rng)), ("WARC-Refers-To", _uuid(rng)),
+                        ("WARC-Record-ID", record_id(rng)), ("WARC-Refers-To", record_id(rng)),
                         ("WARC-Block-Digest", block_digest(body)), ("Content-Type", "text/plain")], body)
 
 
