@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.io import write_json
 from pipeline.normalize import paragraph_hash
 from pipeline.schema import Document
 
@@ -229,13 +230,8 @@ class _TopLineTextFn(beam.DoFn):
 
 
 def _write_top_lines(rows: list[dict], path: str) -> None:
-    import json
-
-    from apache_beam.io.filesystems import FileSystems
-
     rows = sorted(rows, key=lambda r: (-r["documents"], r["hash"]))
-    with FileSystems.create(path) as f:
-        f.write(json.dumps([[r["line"], r["documents"]] for r in rows], ensure_ascii=False).encode())
+    write_json(path, [[r["line"], r["documents"]] for r in rows])
 
 
 class DedupParagraphs(beam.PTransform):

@@ -174,6 +174,12 @@ class WriteByLanguage(beam.PTransform):
 # -- output directory protocol ----------------------------------------------------------------
 
 
+def write_json(path: str, data) -> None:
+    """JSON (indented, UTF-8) to any Beam filesystem path."""
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
+
+
 def _exists(path: str) -> bool:
     return os.path.exists(path) if _is_local(path) else FileSystems.exists(path)
 

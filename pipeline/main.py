@@ -47,6 +47,7 @@ from pipeline.io import (  # noqa: E402
     list_parts,
     match_inputs,
     remove_tree,
+    write_json,
 )
 from pipeline.lid import IdentifyLanguage  # noqa: E402
 from pipeline.near_dedup import NearDedup  # noqa: E402
@@ -164,11 +165,6 @@ def _read_text(path: str) -> list[str]:
         return []
 
 
-def _write_json(path: str, data: dict) -> None:
-    with FileSystems.create(path) as f:
-        f.write(json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
-
-
 def _inputs(config: CorpusConfig, segments: list[Segment]) -> dict:
     names = [s.name for s in segments]
     if config.snapshot:
@@ -262,10 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         committed = not failed or config.allow_failed_segments
         stats["committed"] = committed
         if committed:
-            _write_json(FileSystems.join(staging, STATS_FILE), stats)  # last: marks the run finished
+            write_json(FileSystems.join(staging, STATS_FILE), stats)  # last: marks the run finished
             commit_output(staging, config.output, config.overwrite)
         else:  # nothing is committed; the spools of the finished segments stay for the re-run
-            _write_json(FileSystems.join(work_dir, FAILED_RUN_STATS), stats)
+            write_json(FileSystems.join(work_dir, FAILED_RUN_STATS), stats)
             remove_tree(staging)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - one readable line, no worker traceback
         remove_tree(staging)

@@ -39,7 +39,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline.io import CorpusIOError, remove_tree
+from pipeline.io import CorpusIOError, remove_tree, write_json
 from pipeline.schema import PARQUET_SCHEMA, Document, document_from_row
 from pipeline.wet import SKIP_REASONS, WetFileReport, read_wet_file
 
@@ -128,11 +128,6 @@ def _read_json(path: str) -> dict | None:
         return None
 
 
-def _write_json(path: str, data: dict) -> None:
-    with FileSystems.create(path) as f:
-        f.write(json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
-
-
 def _list(pattern: str) -> list[str]:
     try:
         return [m.path for m in FileSystems.match([pattern])[0].metadata_list]
@@ -189,7 +184,7 @@ def prepare_work_dir(work_dir: str, fingerprint: dict, state: str) -> None:
         os.makedirs(os.path.join(work_dir, SPOOL_DIR), exist_ok=True)
     path = FileSystems.join(work_dir, WORK_CONFIG)
     if state != "resume" or _read_json(path) is None:
-        _write_json(path, {"stage": "corpus-work", "fingerprint": fingerprint})
+        write_json(path, {"stage": "corpus-work", "fingerprint": fingerprint})
 
 
 def clear_work_dir(work_dir: str, remove_dir: bool = True) -> None:

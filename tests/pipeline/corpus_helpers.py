@@ -7,12 +7,12 @@ from pipeline/dedup.py, so comparing the Beam transform with it checks the seman
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipeline.demo import block_digest
 from pipeline.normalize import paragraph_hash
 from pipeline.schema import Document
 
@@ -29,7 +29,7 @@ def warc_record(
     """One WARC record as Common Crawl writes it (CRLF headers, body, blank line)."""
     if isinstance(body, str):
         body = body.encode("utf-8")
-    digest = "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode()
+    digest = block_digest(body)
     headers = {
         "WARC-Type": warc_type,
         "WARC-Target-URI": url,
