@@ -28,6 +28,7 @@ from typing import Iterable
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.batch import BatchDocuments
 from pipeline.schema import Document
 from pipeline.tools import ModelFileError, local_copy
 
@@ -203,13 +204,23 @@ def predict_language(model, text: str) -> tuple[str, float] | None:
 
     None for an empty text (cc_net drops such documents before predicting).
     """
+    return predict_languages(model, [text])[0]
+
+
+def predict_languages(model, texts: list[str]) -> list[tuple[str, float] | None]:
+    """`predict_language` of many texts in one fastText call (the same numbers: fastText predicts
+    each line on its own; one call saves the per-call overhead and keeps the model in cache)."""
     import numpy as np
 
-    if not text:
-        return None
-    labels, scores = model.predict(text.replace("\n", ""), k=1)
-    score = float(np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS)[0])
-    return _strip_label(labels[0]), score
+    out: list[tuple[str, float] | None] = [None] * len(texts)
+    todo = [i for i, text in enumerate(texts) if text]
+    if not todo:
+        return out
+    labels, scores = model.predict([texts[i].replace("\n", "") for i in todo], k=1)
+    for i, top_labels, top_scores in zip(todo, labels, scores):
+        score = float(np.round(np.float64(top_scores[0]), SCORE_DECIMALS))
+        out[i] = (_strip_label(top_labels[0]), score)
+    return out
 
 
 def predict_lines(model, lines: list[str]) -> tuple[list[str], list[float]]:
@@ -261,7 +272,8 @@ class _SharedModel:
 
 
 class IdentifyLanguageFn(beam.DoFn):
-    """Thin DoFn over `predict_language`; the model is loaded once per worker process."""
+    """Thin DoFn over `predict_languages` for a batch of documents (`BatchDocuments`); the model
+    is loaded once per worker process."""
 
     def __init__(self, config: LidConfig):
         from apache_beam.utils.shared import Shared
@@ -283,25 +295,26 @@ class IdentifyLanguageFn(beam.DoFn):
         self.n_filtered = Metrics.counter(METRICS_NAMESPACE, "lid_dropped_language_filter")
         self.n_out = Metrics.counter(METRICS_NAMESPACE, "lid_documents_out")
 
-    def process(self, doc: Document) -> Iterable[Document]:
-        self.n_in.inc()
-        prediction = predict_language(self.model, doc.raw_content)
-        if prediction is None:
-            self.n_empty.inc()
-            return
-        language, score = prediction
-        if score < self.config.threshold:
-            self.n_threshold.inc()
-            return
-        if self.keep and language not in self.keep:
-            self.n_filtered.inc()
-            return
-        changes = {"language": language, "language_score": score}
-        if self.config.mode == "per-paragraph":
-            langs, scores = predict_lines(self.model, doc.raw_content.split("\n"))
-            changes.update(line_languages=langs, line_language_scores=scores)
-        self.n_out.inc()
-        yield doc.replace(**changes)
+    def process(self, batch: list[Document]) -> Iterable[Document]:
+        self.n_in.inc(len(batch))
+        predictions = predict_languages(self.model, [doc.raw_content for doc in batch])
+        for doc, prediction in zip(batch, predictions):
+            if prediction is None:
+                self.n_empty.inc()
+                continue
+            language, score = prediction
+            if score < self.config.threshold:
+                self.n_threshold.inc()
+                continue
+            if self.keep and language not in self.keep:
+                self.n_filtered.inc()
+                continue
+            changes = {"language": language, "language_score": score}
+            if self.config.mode == "per-paragraph":
+                langs, scores = predict_lines(self.model, doc.raw_content.split("\n"))
+                changes.update(line_languages=langs, line_language_scores=scores)
+            self.n_out.inc()
+            yield doc.replace(**changes)
 
 
 class IdentifyLanguage(beam.PTransform):
@@ -326,7 +339,11 @@ class IdentifyLanguage(beam.PTransform):
         )
 
     def expand(self, docs):
-        return docs | "Predict" >> beam.ParDo(IdentifyLanguageFn(self.config))
+        return (
+            docs
+            | "Batch" >> BatchDocuments()
+            | "Predict" >> beam.ParDo(IdentifyLanguageFn(self.config))
+        )
 
 
 # -- command line --------------------------------------------------------------------------

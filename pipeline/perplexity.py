@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.batch import BatchDocuments
 from pipeline.normalize import normalize
 from pipeline.schema import Document
 from pipeline.tools import ModelFileError, local_copy, require_file
@@ -52,8 +53,9 @@ def lm_lines(text: str, per_line: bool = False) -> list[str]:
 
 
 def tokenize(sp, lines: list[str]) -> list[str]:
-    """SentencePiece pieces joined by single spaces, one string per line."""
-    return [" ".join(pieces) for pieces in sp.encode(lines, out_type=str)]
+    """SentencePiece pieces joined by single spaces, one string per line (one thread: a worker
+    process is the unit of parallelism)."""
+    return [" ".join(pieces) for pieces in sp.encode(lines, out_type=str, num_threads=1)]
 
 
 def perplexity(score: Callable[[str], float], tokenized: list[str]) -> float | None:
@@ -73,10 +75,15 @@ def perplexity(score: Callable[[str], float], tokenized: list[str]) -> float | N
 
 def score_document(text: str, sp, lm, per_line: bool = False) -> float | None:
     """Perplexity of one document's text, exactly as cc_net computes it (by default)."""
-    lines = lm_lines(text, per_line)
-    if not lines:
-        return None
-    return perplexity(lm.score, tokenize(sp, lines))
+    return score_documents([text], sp, lm, per_line)[0]
+
+
+def score_documents(texts: list[str], sp, lm, per_line: bool = False) -> list[float | None]:
+    """`score_document` of many texts of one language, with one SentencePiece call for all."""
+    doc_lines = [lm_lines(text, per_line) for text in texts]
+    tokenized = iter(tokenize(sp, [line for lines in doc_lines for line in lines]))
+    return [perplexity(lm.score, [next(tokenized) for _ in lines]) if lines else None
+            for lines in doc_lines]
 
 
 # -- model files ---------------------------------------------------------------------------
@@ -233,7 +240,8 @@ class _LanguageModels:
 
 
 class ScorePerplexityFn(beam.DoFn):
-    """Thin DoFn over `score_document`; models loaded once per worker, on first use."""
+    """Thin DoFn over `score_documents` for a batch of documents (`BatchDocuments`), language by
+    language; models loaded once per worker, on first use."""
 
     def __init__(self, lm_dir: str | None, per_line: bool = False):
         from apache_beam.utils.shared import Shared
@@ -261,20 +269,25 @@ class ScorePerplexityFn(beam.DoFn):
             self.models[lang] = models  # keeps the shared object alive
         return models
 
-    def process(self, doc: Document) -> Iterable[Document]:
-        lang = doc.language
-        if lang not in self.available:
-            self.n_no_model.inc()
-            Metrics.counter(METRICS_NAMESPACE, f"perplexity_no_model:{lang}").inc()
-            yield doc.replace(perplexity=None)
-            return
-        models = self._models(lang)
-        value = score_document(doc.raw_content, models.sp, models.lm, self.per_line)
-        if value is None:
-            self.n_empty.inc()
-        else:
-            self.n_scored.inc()
-        yield doc.replace(perplexity=value)
+    def process(self, batch: list[Document]) -> Iterable[Document]:
+        by_language: dict[str | None, list[Document]] = {}
+        for doc in batch:
+            by_language.setdefault(doc.language, []).append(doc)
+        for lang, docs in by_language.items():  # one language's models at a time (CPU caches)
+            if lang not in self.available:
+                self.n_no_model.inc(len(docs))
+                Metrics.counter(METRICS_NAMESPACE, f"perplexity_no_model:{lang}").inc(len(docs))
+                yield from (doc.replace(perplexity=None) for doc in docs)
+                continue
+            models = self._models(lang)
+            values = score_documents([doc.raw_content for doc in docs], models.sp, models.lm,
+                                     self.per_line)
+            for doc, value in zip(docs, values):
+                if value is None:
+                    self.n_empty.inc()
+                else:
+                    self.n_scored.inc()
+                yield doc.replace(perplexity=value)
 
 
 class ScorePerplexity(beam.PTransform):
@@ -291,4 +304,8 @@ class ScorePerplexity(beam.PTransform):
         self.per_line = per_line
 
     def expand(self, docs):
-        return docs | "Score" >> beam.ParDo(ScorePerplexityFn(self.lm_dir, self.per_line))
+        return (
+            docs
+            | "Batch" >> BatchDocuments()
+            | "Score" >> beam.ParDo(ScorePerplexityFn(self.lm_dir, self.per_line))
+        )

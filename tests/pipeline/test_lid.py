@@ -20,6 +20,7 @@ from pipeline.lid import (
     load_lid_model,
     parse_langs,
     predict_language,
+    predict_languages,
     predict_lines,
     self_check,
 )
@@ -55,9 +56,18 @@ def test_predict_language_is_cc_nets_classifier():
     # newlines removed without a space (cc_net's text.replace("\n", "")), label prefix stripped,
     # score rounded to 2 decimals like cc_net's scores.round(2)
     assert predict_language(fake, "Bonjour\nà tous") == ("fr", 0.46)
-    assert fake.seen == ["Bonjourà tous"]
+    assert fake.seen == [["Bonjourà tous"]]  # one multi-line call (`predict_languages`)
     assert predict_language(FakeModel(score=0.994), "x") == ("fr", 0.99)
     assert predict_language(FakeModel(score=0.995001), "x") == ("fr", 1.0)
+
+
+def test_batch_prediction_equals_one_call_per_text(model):
+    texts = ["The committee will meet again on Tuesday to discuss the budget.", "",
+             "Le comité se réunira de nouveau mardi\npour discuter du budget.",
+             "Der Ausschuss tritt am Dienstag erneut zusammen.", "x", "日本語の文章です。"]
+    assert predict_languages(model, texts) == [predict_language(model, t) for t in texts]
+    assert predict_languages(model, texts)[1] is None
+    assert predict_languages(model, []) == []
 
 
 def test_empty_text_is_not_predicted():

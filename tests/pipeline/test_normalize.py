@@ -14,6 +14,7 @@ from pipeline.normalize import (
     normalize,
     normalize_for_dedup,
     paragraph_hash,
+    replace_unicode_punct,
     slow_normalize_for_dedup,
     slow_strip_accents,
     strip_accents,
@@ -108,3 +109,17 @@ def test_strip_accents_matches_its_definition_on_every_language(shared_data):
 ])
 def test_strip_accents_by_hand(text, expected):
     assert strip_accents(text) == expected
+
+
+def test_replace_unicode_punct_equals_the_translation_table(shared_data):
+    """The regex-based replacement equals cc_net's definition: str.translate with the table."""
+    table = str.maketrans(UNICODE_PUNCT)
+    lines = []
+    for name in ("zh", "ja", "fr", "de", "ru", "en"):
+        text = (shared_data / "reference_leipzig" / f"{name}.txt").read_text(encoding="utf-8")
+        lines += text.splitlines()[:300]
+    rng = random.Random(2)
+    alphabet = CCNET_PUNCT + "aZ09 é日\ud800'\"-."
+    lines += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    assert sum(line != line.translate(table) for line in lines) > 500  # the test sees replacements
+    assert [replace_unicode_punct(line) for line in lines] == [line.translate(table) for line in lines]

@@ -23,6 +23,7 @@ from pipeline.perplexity import (
     perplexity,
     pp,
     score_document,
+    score_documents,
     tokenize,
     validate_models,
 )
@@ -131,6 +132,16 @@ def test_score_document_is_doclm_on_the_normalised_whole_document(en_models):
     assert per_line == perplexity(lm.score, tokenize(sp, lm_lines(text, per_line=True)))
     assert per_line != expected
     assert score_document("\x01\x02", sp, lm) is None
+
+
+@pytest.mark.parametrize("per_line", [False, True])
+def test_batch_scoring_equals_one_document_at_a_time(en_models, per_line):
+    sp, lm = en_models
+    texts = ["The weather was nice.\nWe went to the beach and swam.", "\x01\x02", "",
+             "One line only.", "First paragraph.\n\nThird line after an empty one.\nAnd 42 more."]
+    expected = [score_document(t, sp, lm, per_line) for t in texts]
+    assert score_documents(texts, sp, lm, per_line) == expected
+    assert expected[1] is None and expected[2] is None and None not in expected[3:]
 
 
 def test_held_out_sentences_beat_their_shuffled_words(lm_models):
