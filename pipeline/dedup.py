@@ -7,39 +7,52 @@ A line repeated only inside one document keeps its first copy. `--dedup keep-fir
 dolma) keeps exactly one copy of each paragraph: the first by (segment, record, line).
 Documents left without a line are dropped.
 
-How it scales (no set of all hashes anywhere):
-  1. each document's lines are hashed once; the document travels on with its hash list, and
-     emits one occurrence (hash -> where) per *distinct* hash it holds;
-  2. one `GroupByKey` per hash gives the number of documents holding it, the first location and
-     the holders; for a duplicated hash it emits (document, hash) for each document that must
-     lose it - only duplicated hashes produce output;
-  3. a `CoGroupByKey` joins each document with its set of lost hashes.
-A worker holds one document with its lost hashes, or one hash with its occurrence list
-(iterated lazily by runners that page large groups); the occurrence shuffle carries 8-byte
-hashes and integer locations, not text. (An earlier version counted with a combiner and then
-joined the occurrences again: two shuffles of every occurrence and every line hashed twice;
-bench/bench_dedup.py measured this version at half the CPU, docs/benchmarks.md.)
+How it scales (no set of all hashes anywhere; everything goes through Beam's shuffle, in
+batches, so the number of shuffled elements does not grow with the number of paragraphs):
+  1. each document's lines are hashed once. Per bundle, every document's distinct hashes are
+     appended to an `OCCURRENCE` array (hash, segment, record, line) per *hash shard* (hash mod
+     the group's shard count), and the documents to a batch per *block* (segment, record //
+     BLOCK_RECORDS); both are emitted at the end of the bundle (or when full);
+  2. one `GroupByKey` per hash shard: the shard's occurrences are sorted by (hash, location);
+     a run of equal hashes gives the number of documents holding the hash and its first
+     location, and every occurrence that must go becomes a `LOSS` row (record, hash), emitted
+     as one array per block;
+  3. a `CoGroupByKey` per block joins its documents with their loss rows.
+A worker holds one hash shard's occurrences (24 bytes each, no text) or one block's documents.
+An earlier version shuffled one element per (document, distinct paragraph) and one per loss:
+Beam's per-element cost was the largest item of the job's profile (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import pickle
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.io import write_json
 from pipeline.normalize import paragraph_hash
-from pipeline.schema import Document
+from pipeline.schema import Document, documents_from_bytes, documents_to_bytes
 
 NAMESPACE = "cc100"
 DEDUP_MODES = ("ccnet", "keep-first")
 
-# (segment index, record offset): a document's identity inside one run, small to shuffle.
-DocId = tuple[int, int]
-# (segment index, record offset, line index): where a paragraph first occurs in a document.
-Location = tuple[int, int, int]
-
+# One distinct paragraph of one document: its hash and where its first copy is.
+OCCURRENCE = np.dtype([("hash", "<u8"), ("segment", "<i4"), ("record", "<i8"), ("line", "<i4")])
+# A duplicated paragraph's first occurrence and the number of documents holding it.
+OCCURRENCE_COUNT = np.dtype(OCCURRENCE.descr + [("documents", "<i8")])
+# A paragraph a document must drop (the block key gives the segment).
+LOSS = np.dtype([("record", "<i8"), ("hash", "<u8")])
+DOCS, LOSSES = 0, 1  # what a value of the join carries: a batch of documents, or a LOSS array
+BLOCK_RECORDS = 1000  # records of one segment joined with their losses together
+MIN_HASH_SHARDS = 8  # per dedup group: parallelism of the hash stage on small runs
+MAX_HASH_SHARDS = 16384  # per dedup group: a shard then holds ~1/16384 of the group's hashes
+FLUSH_OCCURRENCES = 1 << 20  # buffered occurrences (24 MB) that make a bundle emit early
+FLUSH_CHARS = 64 << 20  # buffered document text that makes a bundle emit early
 
 # -- pure helpers -----------------------------------------------------------------------------
 
@@ -47,11 +60,6 @@ Location = tuple[int, int, int]
 def line_hashes(raw_content: str) -> list[int]:
     """cc_net's hash (uint64) of every line of `raw_content`, in order."""
     return [paragraph_hash(line) for line in raw_content.split("\n")]
-
-
-def to_int64(h: int) -> int:
-    """uint64 -> the int64 with the same bits: Beam's deterministic int coder is 64-bit signed."""
-    return h - (1 << 64) if h >= 1 << 63 else h
 
 
 def first_occurrences(hashes: Sequence[int]) -> dict[int, int]:
@@ -93,28 +101,48 @@ def apply_kept_lines(doc: Document, line_ids: list[int]) -> Document | None:
     )
 
 
-def losers(mode: str, n_docs: int, first: Location, holders: Iterable[DocId]) -> Iterator[DocId]:
-    """Documents that must drop a paragraph held by `n_docs` documents (`holders`).
+def judge_occurrences(occurrences: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The verdict on every hash of `occurrences` (an OCCURRENCE array, at most one row per
+    document and hash; all hashes of one dedup group).
 
-    ccnet: all of them when n_docs >= 2. keep-first: all but the document of the first copy.
+    Returns (losses, duplicated): `losses` are the rows (OCCURRENCE) of documents that must drop
+    their paragraph - every holder of a hash held by >= 2 documents (ccnet), or every holder
+    but the first by (segment, record, line) (keep-first); `duplicated` has one row per such
+    hash: its first occurrence, with `documents` = how many documents hold it.
     """
-    if n_docs < 2:
-        return
-    keep = first[:2] if mode == "keep-first" else None
-    for doc_id in holders:
-        if doc_id != keep:
-            yield doc_id
+    if mode not in DEDUP_MODES:
+        raise ValueError(f"dedup mode must be one of {DEDUP_MODES}, got {mode!r}")
+    occ = occurrences[np.lexsort((occurrences["line"], occurrences["record"],
+                                  occurrences["segment"], occurrences["hash"]))]
+    h = occ["hash"]
+    is_first = np.ones(len(occ), dtype=bool)
+    is_first[1:] = h[1:] != h[:-1]
+    starts = np.flatnonzero(is_first)
+    counts = np.diff(np.append(starts, len(occ)))
+    shared = np.repeat(counts >= 2, counts)  # the row's hash is held by >= 2 documents
+    lose = shared & ~is_first if mode == "keep-first" else shared
+    duplicated = np.empty(int((counts >= 2).sum()), dtype=OCCURRENCE_COUNT)
+    firsts = occ[starts[counts >= 2]]
+    for name in OCCURRENCE.names:
+        duplicated[name] = firsts[name]
+    duplicated["documents"] = counts[counts >= 2]
+    return occ[lose], duplicated
 
 
-def hash_stats(locations: Iterable[Location]) -> tuple[int, Location | None]:
-    """(number of documents holding a hash, its first location) from its occurrences (one per
-    document)."""
-    n_docs, first = 0, None
-    for loc in locations:
-        n_docs += 1
-        if first is None or loc < first:
-            first = loc
-    return n_docs, first
+def top_duplicated(duplicated: np.ndarray, k: int) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """The `k` most duplicated hashes as (documents, hash, first location (segment, record,
+    line)): more documents first, ties by smaller hash (a fixed order)."""
+    if k <= 0 or not len(duplicated):
+        return []
+    order = np.lexsort((duplicated["hash"], -duplicated["documents"]))[:k]
+    return [(int(r["documents"]), int(r["hash"]), (int(r["segment"]), int(r["record"]), int(r["line"])))
+            for r in duplicated[order]]
+
+
+def hash_shards(segments_in_group: int) -> int:
+    """Hash shards of a dedup group: one per segment, within [MIN_HASH_SHARDS, MAX_HASH_SHARDS]
+    (a Common Crawl segment holds ~1.5M distinct (document, paragraph) pairs: ~36 MB)."""
+    return min(MAX_HASH_SHARDS, max(MIN_HASH_SHARDS, segments_in_group))
 
 
 # -- Beam wiring --------------------------------------------------------------------------------
@@ -126,64 +154,112 @@ class _Segments:
     def __init__(self, segments: Sequence[str], group_size: int | None):
         self.index = {s: i for i, s in enumerate(segments)}
         self.group_size = group_size
+        n = len(segments)
+        self.shards = [hash_shards(min(group_size, n - start) if group_size else n)
+                       for start in range(0, max(n, 1), group_size or max(n, 1))]
 
-    def doc_id(self, doc: Document) -> DocId:
+    def segment_of(self, doc: Document) -> int:
         try:
-            return (self.index[doc.cc_segment], doc.record_offset)
+            return self.index[doc.cc_segment]
         except KeyError:
             raise ValueError(
                 f"document from segment {doc.cc_segment!r}, which is not in the segment list "
                 "given to DedupParagraphs"
             ) from None
 
-    def group(self, doc_id: DocId) -> int:
-        return doc_id[0] // self.group_size if self.group_size else 0
+    def group(self, segment: int) -> int:
+        return segment // self.group_size if self.group_size else 0
+
+
+def _in_global_window(value):
+    return GlobalWindows.windowed_value_at_end_of_window(value)
 
 
 class _HashParagraphsFn(beam.DoFn):
-    """Document -> (document id, (document, line hashes)); occurrences as a tagged output."""
+    """Documents -> (block, (DOCS, the block's documents and line hashes, as bytes)); each
+    document's distinct hashes go to OCCURRENCE arrays keyed by (group, hash shard), a tagged
+    output. Both are buffered for the bundle and emitted at its end (or when full)."""
 
     OCCURRENCES = "occurrences"
 
     def __init__(self, segments: _Segments):
         self.segments = segments
 
+    def start_bundle(self):
+        self.blocks: dict[tuple[int, int], list] = defaultdict(list)
+        self.occurrences: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
+        self.n_occurrences = self.chars = 0
+
     def process(self, doc: Document):
-        doc_id = self.segments.doc_id(doc)
-        group = self.segments.group(doc_id)
+        segment = self.segments.segment_of(doc)
         hashes = line_hashes(doc.raw_content)
-        yield doc_id, (doc, hashes)
+        self.blocks[(segment, doc.record_offset // BLOCK_RECORDS)].append((doc, hashes))
+        rows = self.occurrences[self.segments.group(segment)]
         for h, line in first_occurrences(hashes).items():
-            yield beam.pvalue.TaggedOutput(
-                self.OCCURRENCES, ((group, to_int64(h)), (doc_id[0], doc_id[1], line)))
+            rows.append((h, segment, doc.record_offset, line))
+        self.n_occurrences += len(hashes)
+        self.chars += doc.length
+        if self.n_occurrences >= FLUSH_OCCURRENCES or self.chars >= FLUSH_CHARS:
+            yield from self._flush(lambda value: value)
+
+    def finish_bundle(self):
+        yield from self._flush(_in_global_window)
+
+    def _flush(self, wrap):
+        for block, batch in self.blocks.items():
+            docs, hashes = zip(*batch)
+            value = (documents_to_bytes(docs), pickle.dumps(hashes, protocol=pickle.HIGHEST_PROTOCOL))
+            yield wrap((block, (DOCS, value)))
+        for group, rows in self.occurrences.items():
+            occ = np.array(rows, dtype=OCCURRENCE)
+            shard = occ["hash"] % np.uint64(self.segments.shards[group])
+            order = np.argsort(shard, kind="stable")
+            occ, shard = occ[order], shard[order]
+            starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]])
+            for start, part in zip(starts, np.split(occ, starts[1:])):
+                key = (group, int(shard[start]))
+                yield beam.pvalue.TaggedOutput(self.OCCURRENCES, wrap((key, part)))
+        self.start_bundle()
 
 
-class _LosersFn(beam.DoFn):
-    """One hash with its occurrences -> (document, hash) for each document that must drop it;
-    the duplicated hashes' (count, first location) as a tagged output (for the top lines)."""
+class _JudgeShardFn(beam.DoFn):
+    """One hash shard's occurrences -> LOSS arrays keyed by block; its `top` most duplicated
+    hashes (documents, hash, first location) as a tagged output, for the report."""
 
     DUPLICATED = "duplicated"
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, top: int):
         self.mode = mode
+        self.top = top
         self.duplicated = Metrics.counter(NAMESPACE, "duplicated_paragraph_hashes")
 
     def process(self, element):
-        key, locations = element
-        n_docs, first = hash_stats(locations)
-        if n_docs < 2:
+        _, parts = element
+        losses, duplicated = judge_occurrences(np.concatenate(list(parts)), self.mode)
+        self.duplicated.inc(len(duplicated))
+        for item in top_duplicated(duplicated, self.top):
+            yield beam.pvalue.TaggedOutput(self.DUPLICATED, item)
+        if not len(losses):
             return
-        self.duplicated.inc()
-        yield beam.pvalue.TaggedOutput(self.DUPLICATED, (key, (n_docs, first)))
-        holders = ((loc[0], loc[1]) for loc in locations)
-        for doc_id in losers(self.mode, n_docs, first, holders):
-            yield doc_id, key[1]
+        block = losses["record"] // BLOCK_RECORDS
+        order = np.lexsort((block, losses["segment"]))
+        losses, block = losses[order], block[order]
+        starts = np.flatnonzero(np.r_[True, (np.diff(losses["segment"]) != 0) | (np.diff(block) != 0)])
+        for part in np.split(losses, starts[1:]):
+            out = np.empty(len(part), dtype=LOSS)
+            out["record"], out["hash"] = part["record"], part["hash"]
+            yield (int(part["segment"][0]), int(part["record"][0] // BLOCK_RECORDS)), (LOSSES, out)
 
 
 class _DropLinesFn(beam.DoFn):
-    """Join result (document, lost hashes) -> deduplicated document; counts lines and drops."""
+    """One block: its documents and loss rows -> deduplicated documents; counts lines and drops.
+    The text of the top duplicated paragraphs whose first copy is in the block goes to a tagged
+    output."""
 
-    def __init__(self):
+    TOP_TEXT = "top_text"
+
+    def __init__(self, segments: _Segments):
+        self.segments = segments
         self.lines_in = Metrics.counter(NAMESPACE, "lines_in")
         self.lines_removed = Metrics.counter(NAMESPACE, "duplicate_lines_removed")
         self.chars_in = Metrics.counter(NAMESPACE, "chars_in")
@@ -191,42 +267,35 @@ class _DropLinesFn(beam.DoFn):
         self.emptied = Metrics.counter(NAMESPACE, "documents_emptied")
         self.docs_out = Metrics.counter(NAMESPACE, "documents_after_dedup")
 
-    def process(self, element):
-        _, joined = element
-        removed = frozenset(h if h >= 0 else h + (1 << 64) for h in joined["lost"])
-        for doc, hashes in joined["doc"]:
-            kept = kept_line_ids(hashes, removed)
-            self.lines_in.inc(len(hashes))
-            self.lines_removed.inc(len(hashes) - len(kept))
-            self.chars_in.inc(doc.length)
-            out = apply_kept_lines(doc, kept)
-            if out is None:
-                self.emptied.inc()
+    def process(self, element, top=()):
+        (segment, _), values = element
+        batches, lost = [], defaultdict(set)
+        for kind, value in values:
+            if kind == DOCS:
+                docs, hashes = value
+                batches.append(zip(documents_from_bytes(docs), pickle.loads(hashes)))
                 continue
-            self.chars_kept.inc(out.length)
-            self.docs_out.inc()
-            yield out
-
-
-def _top_key(item) -> tuple[int, int]:
-    """Order of the most duplicated paragraphs: more documents first, ties by hash (stable)."""
-    (_, h), (n_docs, _) = item
-    return (n_docs, -h)
-
-
-class _TopLineTextFn(beam.DoFn):
-    """For the few top hashes, emit the text of their first copy (from the document holding it)."""
-
-    def __init__(self, segments: _Segments):
-        self.segments = segments
-
-    def process(self, doc: Document, top):
-        doc_id = self.segments.doc_id(doc)
-        lines = None
-        for (_, h), (n_docs, first) in top:
-            if (first[0], first[1]) == doc_id:
-                lines = lines or doc.raw_content.split("\n")
-                yield {"line": lines[first[2]], "documents": n_docs, "hash": h}
+            for record, h in zip(value["record"].tolist(), value["hash"].tolist()):
+                lost[record].add(h)
+        top_here = {(loc[1], loc[2]): (n_docs, h) for n_docs, h, loc in top if loc[0] == segment}
+        for batch in batches:
+            for doc, hashes in batch:
+                for (record, line), (n_docs, h) in top_here.items():
+                    if record == doc.record_offset:
+                        text = doc.raw_content.split("\n")[line]
+                        yield beam.pvalue.TaggedOutput(
+                            self.TOP_TEXT, {"line": text, "documents": n_docs, "hash": h})
+                kept = kept_line_ids(hashes, lost.get(doc.record_offset, ()))
+                self.lines_in.inc(len(hashes))
+                self.lines_removed.inc(len(hashes) - len(kept))
+                self.chars_in.inc(doc.length)
+                out = apply_kept_lines(doc, kept)
+                if out is None:
+                    self.emptied.inc()
+                    continue
+                self.chars_kept.inc(out.length)
+                self.docs_out.inc()
+                yield out
 
 
 def _write_top_lines(rows: list[dict], path: str) -> None:
@@ -247,7 +316,7 @@ class DedupParagraphs(beam.PTransform):
                  top_lines_path: str | None = None, top_lines: int = 30):
         super().__init__()
         self.top_lines_path = top_lines_path
-        self.top_lines = top_lines
+        self.top_lines = top_lines if top_lines_path else 0
         if mode not in DEDUP_MODES:
             raise ValueError(f"dedup mode must be one of {DEDUP_MODES}, got {mode!r}")
         if group_size is not None and group_size < 1:
@@ -256,26 +325,33 @@ class DedupParagraphs(beam.PTransform):
         self.mode = mode
 
     def expand(self, docs):
-        segments = self.segments
-        hashed = docs | "HashParagraphs" >> beam.ParDo(_HashParagraphsFn(segments)).with_outputs(
-            _HashParagraphsFn.OCCURRENCES, main="keyed")
+        hashed = docs | "HashParagraphs" >> beam.ParDo(_HashParagraphsFn(self.segments)).with_outputs(
+            _HashParagraphsFn.OCCURRENCES, main="blocks")
         judged = (
             hashed[_HashParagraphsFn.OCCURRENCES]
-            | "GroupOccurrencesByHash" >> beam.GroupByKey()
-            | "DocumentsLosingHash" >> beam.ParDo(_LosersFn(self.mode)).with_outputs(
-                _LosersFn.DUPLICATED, main="lost")
+            | "GroupOccurrencesByShard" >> beam.GroupByKey()
+            | "JudgeHashes" >> beam.ParDo(_JudgeShardFn(self.mode, self.top_lines)).with_outputs(
+                _JudgeShardFn.DUPLICATED, main="losses")
+        )
+        top = []
+        if self.top_lines_path:
+            top = beam.pvalue.AsSingleton(
+                judged[_JudgeShardFn.DUPLICATED]
+                | "TopDuplicated" >> beam.combiners.Top.Of(self.top_lines, key=lambda t: (t[0], -t[1])))
+        # The join of a block's documents with its losses: both outputs are (block, (kind, value))
+        # with one coder, so the runner writes them straight into one GroupByKey (a
+        # CoGroupByKey re-encodes every document in a stage of its own).
+        deduped = (
+            (hashed.blocks, judged.losses)
+            | "BlocksAndLosses" >> beam.Flatten()
+            | "JoinBlocksWithLosses" >> beam.GroupByKey()
+            | "DropDuplicateLines" >> beam.ParDo(_DropLinesFn(self.segments), top).with_outputs(
+                _DropLinesFn.TOP_TEXT, main="docs")
         )
         if self.top_lines_path:
-            top = judged[_LosersFn.DUPLICATED] | "TopDuplicated" >> beam.combiners.Top.Of(
-                self.top_lines, key=_top_key)
             _ = (
-                docs
-                | "TopLineText" >> beam.ParDo(_TopLineTextFn(segments), beam.pvalue.AsSingleton(top))
+                deduped[_DropLinesFn.TOP_TEXT]
                 | "CollectTopLines" >> beam.combiners.ToList()
                 | "WriteTopLines" >> beam.Map(_write_top_lines, self.top_lines_path)
             )
-        return (
-            {"doc": hashed.keyed, "lost": judged.lost}
-            | "JoinDocumentsWithLostHashes" >> beam.CoGroupByKey()
-            | "DropDuplicateLines" >> beam.ParDo(_DropLinesFn())
-        )
+        return deduped.docs

@@ -8,6 +8,9 @@ cc_net (or for the released CC-100 metadata) read ours unchanged.
 from __future__ import annotations
 
 import dataclasses
+import operator
+import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -84,3 +87,19 @@ assert set(PARQUET_SCHEMA.names) == set(DOCUMENT_FIELDS), "schema and Document d
 def document_from_row(row: dict) -> Document:
     """Inverse of `Document.to_row` (for readers of the Parquet output)."""
     return Document(**{name: row.get(name) for name in DOCUMENT_FIELDS})
+
+
+_FIELD_VALUES = operator.attrgetter(*DOCUMENT_FIELDS)
+
+
+def documents_to_bytes(docs: Sequence[Document]) -> bytes:
+    """Documents as one bytes value, for the batches the Beam job shuffles: pickled tuples of
+    field values. Twice as fast both ways as pickling each Document, and a runner moves bytes
+    without decoding them (Beam's local runner decodes and re-encodes other values at every
+    GroupByKey)."""
+    return pickle.dumps([_FIELD_VALUES(doc) for doc in docs], protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def documents_from_bytes(data: bytes) -> list[Document]:
+    """Inverse of `documents_to_bytes`."""
+    return [Document(*values) for values in pickle.loads(data)]

@@ -264,7 +264,7 @@ def test_job_graph_translates_for_dataflow_with_the_worker_package(stub_dataflow
     assert result.state == "DONE"
     proto = result.job.proto
     names = {t.unique_name for t in proto.components.transforms.values()}
-    for stage in ("ReadSegments/SpreadSegments", "ReadSegments/ProcessSegments", "DedupParagraphs/JoinDocumentsWithLostHashes",
+    for stage in ("ReadSegments/SpreadSegments", "ReadSegments/ProcessSegments", "DedupParagraphs/JoinBlocksWithLosses",
                   "IdentifyLanguage/Predict", "ScorePerplexity/Score", "AssignBuckets/ComputeCutoffs",
                   "WriteByLanguage/WriteParquet", "ReadSegments/WriteSegmentReports"):
         assert any(n == stage or n.startswith(stage + "/") for n in names), stage

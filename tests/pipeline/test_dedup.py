@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
@@ -14,11 +15,11 @@ from pipeline.dedup import (
     DedupParagraphs,
     apply_kept_lines,
     first_occurrences,
-    hash_stats,
+    OCCURRENCE,
+    judge_occurrences,
     kept_line_ids,
     line_hashes,
-    losers,
-    to_int64,
+    top_duplicated,
 )
 from pipeline.normalize import paragraph_hash
 from pipeline.schema import Document
@@ -65,22 +66,31 @@ def test_line_hashes_and_first_occurrences():
     assert first_occurrences(hashes) == {hashes[0]: 0, hashes[2]: 2}
 
 
-def test_to_int64_keeps_the_bits():
-    for h in (0, 1, 2**63 - 1, 2**63, 2**64 - 1):
-        signed = to_int64(h)
-        assert -(2**63) <= signed < 2**63 and signed % 2**64 == h
+def _occurrences(rows):
+    return np.array(rows, dtype=OCCURRENCE)
 
 
-def test_losers_ccnet_removes_everywhere_keep_first_spares_the_first_document():
-    holders = [(0, 5), (0, 9), (2, 1)]
-    assert list(losers("ccnet", 3, (0, 5, 4), holders)) == holders
-    assert list(losers("keep-first", 3, (0, 5, 4), holders)) == [(0, 9), (2, 1)]
-    assert list(losers("ccnet", 1, (0, 5, 4), holders[:1])) == []
+def test_judge_ccnet_removes_everywhere_keep_first_spares_the_first_document():
+    # hash 7 in three documents (first copy: segment 0, record 5, line 4), hash 9 in one
+    occ = _occurrences([(7, 2, 1, 0), (9, 0, 5, 1), (7, 0, 9, 2), (7, 0, 5, 4), (2**64 - 1, 0, 9, 0)])
+    losses, duplicated = judge_occurrences(occ, "ccnet")
+    assert [tuple(r) for r in losses[["segment", "record", "hash"]]] == [(0, 5, 7), (0, 9, 7), (2, 1, 7)]
+    assert [tuple(r) for r in duplicated] == [(7, 0, 5, 4, 3)]  # first location, 3 documents
+    losses, duplicated = judge_occurrences(occ, "keep-first")
+    assert [tuple(r) for r in losses[["segment", "record"]]] == [(0, 9), (2, 1)]
+    assert len(duplicated) == 1
+    losses, duplicated = judge_occurrences(occ[:2], "ccnet")  # nothing shared
+    assert len(losses) == 0 and len(duplicated) == 0
+    with pytest.raises(ValueError, match="dedup mode"):
+        judge_occurrences(occ, "other")
 
 
-def test_hash_stats_counts_documents_and_keeps_the_first_location():
-    assert hash_stats([(1, 4, 2), (0, 9, 7), (0, 9, 3)]) == (3, (0, 9, 3))
-    assert hash_stats([]) == (0, None)
+def test_top_duplicated_orders_by_documents_then_hash():
+    occ = _occurrences([(5, 0, 0, 0), (5, 0, 1, 0), (3, 0, 0, 1), (3, 0, 2, 3), (8, 0, 1, 1),
+                        (8, 0, 2, 0), (8, 0, 3, 0)])
+    _, duplicated = judge_occurrences(occ, "ccnet")
+    assert top_duplicated(duplicated, 2) == [(3, 8, (0, 1, 1)), (2, 3, (0, 0, 1))]
+    assert top_duplicated(duplicated, 0) == []
 
 
 def test_reference_implements_the_issue_semantics():
@@ -156,6 +166,27 @@ def test_dedup_paragraphs_matches_the_reference():
         ("seg1", 1, "unique c", [1]),
     ]
     assert len(_expected(random_corpus(), "ccnet")) < len(random_corpus())  # something was dropped
+
+
+@pytest.mark.parametrize("mode", ["ccnet", "keep-first"])
+def test_small_blocks_many_shards_and_early_flushes_change_nothing(monkeypatch, mode):
+    """Blocks of 3 records, 64 hash shards and buffers emitted every few documents: the batches
+    and shards split differently, the result is the same (in-process runner: the patched
+    module constants are the ones the DoFns read)."""
+    import pipeline.dedup as dedup
+
+    monkeypatch.setattr(dedup, "BLOCK_RECORDS", 3)
+    monkeypatch.setattr(dedup, "MIN_HASH_SHARDS", 64)
+    monkeypatch.setattr(dedup, "FLUSH_OCCURRENCES", 10)
+    docs = random_corpus(seed=3, n_docs=120)
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = (
+            p
+            | beam.Create(docs)
+            | DedupParagraphs(SEGMENTS, mode)
+            | beam.Map(lambda d: (d.cc_segment, d.record_offset, d.raw_content, d.line_ids, d.original_nlines, d.original_length))
+        )
+        assert_that(out, equal_to(_expected(docs, mode)))
 
 
 def test_top_duplicated_lines_are_written_with_their_document_counts(tmp_path):
