@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline.schema import PARQUET_SCHEMA, Document
+from pipeline.batch import BatchDocuments
+from pipeline.schema import PARQUET_SCHEMA, Document, documents_from_bytes, documents_to_bytes
 
 NAMESPACE = "cc100"
 LOG = logging.getLogger("cc100.corpus")
@@ -129,26 +130,47 @@ class _WritePartFn(beam.DoFn):
         self.files_out = Metrics.counter(NAMESPACE, "parquet_files_written")
 
     def process(self, element):
-        (language, bucket, shard, n), docs = element
+        (language, bucket, shard, n), batches = element
         path = part_path(self.root, language, bucket, shard, n)
-        rows = write_parquet(path, list(docs), self.schema)
+        docs = [doc for batch in batches for doc in documents_from_bytes(batch)]
+        rows = write_parquet(path, docs, self.schema)
         self.docs_out.inc(rows)
         self.files_out.inc()
         LOG.info("wrote %s (%d documents)", path, rows)
         yield {"path": path, "language": language, "bucket": bucket, "documents": rows}
 
 
-def _assign_file(keyed, counts, docs_per_file):
-    (language, bucket), doc = keyed
+def _by_partition(batch: list[Document]):
+    """A batch of documents -> ((language, bucket), (count, documents as bytes)) per partition."""
+    parts: dict[tuple[str, str], list[Document]] = {}
+    for doc in batch:
+        parts.setdefault(partition_of(doc), []).append(doc)
+    for partition, docs in parts.items():
+        yield partition, (len(docs), documents_to_bytes(docs))
+
+
+def _by_file(part, counts, docs_per_file):
+    """((language, bucket), (count, documents)) -> ((language, bucket, shard, n), documents) per
+    file (documents as bytes; passed on as they are when the partition has one file)."""
+    (language, bucket), (_, data) = part
     n = n_files(counts[(language, bucket)], docs_per_file)
-    return (language, bucket, shard_of(doc, n), n), doc
+    if n == 1:
+        yield (language, bucket, 0, 1), data
+        return
+    files: dict[int, list[Document]] = {}
+    for doc in documents_from_bytes(data):
+        files.setdefault(shard_of(doc, n), []).append(doc)
+    for shard, members in files.items():
+        yield (language, bucket, shard, n), documents_to_bytes(members)
 
 
 class WriteByLanguage(beam.PTransform):
     """Documents -> root/{language}/{bucket}/part-*.parquet (see the module docstring).
 
-    A worker holds one output file's documents (at most about `docs_per_file`) while sorting them.
-    Returns a PCollection of {path, language, bucket, documents} per written file.
+    Documents travel in batches (one element per partition of a `BatchDocuments` batch, not
+    one per document) through the count and the grouping by file. A worker holds one output
+    file's documents (at most about `docs_per_file`) while sorting them. Returns a PCollection
+    of {path, language, bucket, documents} per written file.
     """
 
     def __init__(self, root: str, metadata: dict | None = None, docs_per_file: int = 50_000):
@@ -160,12 +182,16 @@ class WriteByLanguage(beam.PTransform):
         self.docs_per_file = docs_per_file
 
     def expand(self, docs):
-        keyed = docs | "KeyByPartition" >> beam.Map(lambda d: (partition_of(d), d))
-        counts = keyed | "CountPerPartition" >> beam.combiners.Count.PerKey()
+        parts = docs | "Batch" >> BatchDocuments() | "SplitByPartition" >> beam.FlatMap(_by_partition)
+        counts = (
+            parts
+            | "PartitionSizes" >> beam.MapTuple(lambda partition, value: (partition, value[0]))
+            | "CountPerPartition" >> beam.CombinePerKey(sum)
+        )
         return (
-            keyed
-            | "AssignFile"
-            >> beam.Map(_assign_file, counts=beam.pvalue.AsDict(counts), docs_per_file=self.docs_per_file)
+            parts
+            | "SplitByFile"
+            >> beam.FlatMap(_by_file, counts=beam.pvalue.AsDict(counts), docs_per_file=self.docs_per_file)
             | "GroupByFile" >> beam.GroupByKey()
             | "WriteParquet" >> beam.ParDo(_WritePartFn(self.root, self.metadata))
         )
