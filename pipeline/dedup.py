@@ -48,7 +48,7 @@ OCCURRENCE_COUNT = np.dtype(OCCURRENCE.descr + [("documents", "<i8")])
 # A paragraph a document must drop (the block key gives the segment).
 LOSS = np.dtype([("record", "<i8"), ("hash", "<u8")])
 DOCS, LOSSES = 0, 1  # what a value of the join carries: a batch of documents, or a LOSS array
-BLOCK_RECORDS = 1000  # records of one segment joined with their losses together
+BLOCK_RECORDS = 250  # records of one segment joined with their losses together
 MIN_HASH_SHARDS = 8  # per dedup group: parallelism of the hash stage on small runs
 MAX_HASH_SHARDS = 16384  # per dedup group: a shard then holds ~1/16384 of the group's hashes
 FLUSH_OCCURRENCES = 1 << 20  # buffered occurrences (24 MB) that make a bundle emit early
