@@ -110,12 +110,11 @@ prefetch: $(STAMP) ## download WET segments into the cache: make prefetch SNAPSH
 
 BENCH ?= /tmp/cc100-bench
 bench-input: $(STAMP) tools ## synthetic WET input + LM models for the benchmarks (under BENCH)
-	$(PY) -m bench.synth_wet --docs 5000 --seed 0 --output $(BENCH)/synth-5k-s0.warc.wet.gz
-	$(PY) -m bench.synth_wet --docs 5000 --seed 1 --output $(BENCH)/synth-5k-s1.warc.wet.gz
+	for s in 0 1 2 3; do $(PY) -m bench.synth_wet --docs 5000 --seed $$s --output $(BENCH)/synth-5k-s$$s.warc.wet.gz; done
 	$(CC100) lm --reference $(REFERENCE) --output $(BENCH)/lm --skip-existing
 
 bench-corpus: bench-input ## corpus throughput vs the libraries' limit and cc_net (cc_net venv: bench/README.md)
-	$(PY) -m bench.bench_corpus --input '$(BENCH)/synth-5k-s*.warc.wet.gz' --lm-dir $(BENCH)/lm --repeats 3 --ccnet-processes 1,2 --json $(BENCH)/corpus.json
+	$(PY) -m bench.bench_corpus --input '$(BENCH)/synth-5k-s[0-3].warc.wet.gz' --lm-dir $(BENCH)/lm --repeats 3 --ccnet-processes 1,2 --json $(BENCH)/corpus.json
 
 bench-dedup: $(STAMP) ## the dedup stage alone at 1x/4x/16x input
 	$(PY) -m bench.bench_dedup --docs 2500 --scales 1,4,16 --repeats 2 --workers 2 --json $(BENCH)/dedup.json

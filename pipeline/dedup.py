@@ -17,10 +17,11 @@ batches, so the number of shuffled elements does not grow with the number of par
      a run of equal hashes gives the number of documents holding the hash and its first
      location, and every occurrence that must go becomes a `LOSS` row (record, hash), emitted
      as one array per block;
-  3. a `CoGroupByKey` per block joins its documents with their loss rows.
+  3. a `GroupByKey` per block joins its documents with their loss rows.
 A worker holds one hash shard's occurrences (24 bytes each, no text) or one block's documents.
-An earlier version shuffled one element per (document, distinct paragraph) and one per loss:
-Beam's per-element cost was the largest item of the job's profile (docs/benchmarks.md).
+Documents cross the shuffle as bytes (`documents_to_bytes`: pickled once per batch). An earlier
+version shuffled one element per (document, distinct paragraph), one per loss and one per
+document: Beam's per-element cost was the largest item of the job's profile (docs/benchmarks.md).
 """
 
 from __future__ import annotations
