@@ -259,8 +259,7 @@ class _DropLinesFn(beam.DoFn):
 
     TOP_TEXT = "top_text"
 
-    def __init__(self, segments: _Segments):
-        self.segments = segments
+    def __init__(self):
         self.lines_in = Metrics.counter(NAMESPACE, "lines_in")
         self.lines_removed = Metrics.counter(NAMESPACE, "duplicate_lines_removed")
         self.chars_in = Metrics.counter(NAMESPACE, "chars_in")
@@ -339,14 +338,14 @@ class DedupParagraphs(beam.PTransform):
             top = beam.pvalue.AsSingleton(
                 judged[_JudgeShardFn.DUPLICATED]
                 | "TopDuplicated" >> beam.combiners.Top.Of(self.top_lines, key=lambda t: (t[0], -t[1])))
-        # The join of a block's documents with its losses: both outputs are (block, (kind, value))
-        # with one coder, so the runner writes them straight into one GroupByKey (a
-        # CoGroupByKey re-encodes every document in a stage of its own).
+        # A block's documents meet its losses in one GroupByKey: both outputs are already
+        # (block, (kind, value)), so a Flatten does what CoGroupByKey would do with an extra
+        # tagging pass over every element.
         deduped = (
             (hashed.blocks, judged.losses)
             | "BlocksAndLosses" >> beam.Flatten()
             | "JoinBlocksWithLosses" >> beam.GroupByKey()
-            | "DropDuplicateLines" >> beam.ParDo(_DropLinesFn(self.segments), top).with_outputs(
+            | "DropDuplicateLines" >> beam.ParDo(_DropLinesFn(), top).with_outputs(
                 _DropLinesFn.TOP_TEXT, main="docs")
         )
         if self.top_lines_path:
