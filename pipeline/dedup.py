@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import pickle
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -140,6 +140,20 @@ def top_duplicated(duplicated: np.ndarray, k: int) -> list[tuple[int, int, tuple
             for r in duplicated[order]]
 
 
+def split_by_key(rows: np.ndarray, *keys: np.ndarray) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """`rows` grouped by equal values of the integer arrays `keys` (aligned with the rows):
+    (key values, rows) per distinct key, in key order; the rows keep their order within a key."""
+    order = np.lexsort(keys[::-1])
+    rows, keys = rows[order], [key[order] for key in keys]
+    changed = np.zeros(len(rows), dtype=bool)
+    changed[:1] = True
+    for key in keys:
+        changed[1:] |= key[1:] != key[:-1]
+    starts = np.flatnonzero(changed)
+    for start, part in zip(starts, np.split(rows, starts[1:])):
+        yield tuple(int(key[start]) for key in keys), part
+
+
 def hash_shards(segments_in_group: int) -> int:
     """Hash shards of a dedup group: one per segment, within [MIN_HASH_SHARDS, MAX_HASH_SHARDS]
     (a Common Crawl segment holds ~1.5M distinct (document, paragraph) pairs: ~36 MB)."""
@@ -155,9 +169,6 @@ class _Segments:
     def __init__(self, segments: Sequence[str], group_size: int | None):
         self.index = {s: i for i, s in enumerate(segments)}
         self.group_size = group_size
-        n = len(segments)
-        self.shards = [hash_shards(min(group_size, n - start) if group_size else n)
-                       for start in range(0, max(n, 1), group_size or max(n, 1))]
 
     def segment_of(self, doc: Document) -> int:
         try:
@@ -170,6 +181,11 @@ class _Segments:
 
     def group(self, segment: int) -> int:
         return segment // self.group_size if self.group_size else 0
+
+    def shards(self, group: int) -> int:
+        """Hash shards of a dedup group (from the number of segments in it)."""
+        n = len(self.index)
+        return hash_shards(min(self.group_size, n - group * self.group_size) if self.group_size else n)
 
 
 def _in_global_window(value):
@@ -195,10 +211,10 @@ class _HashParagraphsFn(beam.DoFn):
         segment = self.segments.segment_of(doc)
         hashes = line_hashes(doc.raw_content)
         self.blocks[(segment, doc.record_offset // BLOCK_RECORDS)].append((doc, hashes))
-        rows = self.occurrences[self.segments.group(segment)]
-        for h, line in first_occurrences(hashes).items():
-            rows.append((h, segment, doc.record_offset, line))
-        self.n_occurrences += len(hashes)
+        first = first_occurrences(hashes)
+        self.occurrences[self.segments.group(segment)].extend(
+            (h, segment, doc.record_offset, line) for h, line in first.items())
+        self.n_occurrences += len(first)
         self.chars += doc.length
         if self.n_occurrences >= FLUSH_OCCURRENCES or self.chars >= FLUSH_CHARS:
             yield from self._flush(lambda value: value)
@@ -213,13 +229,8 @@ class _HashParagraphsFn(beam.DoFn):
             yield wrap((block, (DOCS, value)))
         for group, rows in self.occurrences.items():
             occ = np.array(rows, dtype=OCCURRENCE)
-            shard = occ["hash"] % np.uint64(self.segments.shards[group])
-            order = np.argsort(shard, kind="stable")
-            occ, shard = occ[order], shard[order]
-            starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]])
-            for start, part in zip(starts, np.split(occ, starts[1:])):
-                key = (group, int(shard[start]))
-                yield beam.pvalue.TaggedOutput(self.OCCURRENCES, wrap((key, part)))
+            for (shard,), part in split_by_key(occ, occ["hash"] % np.uint64(self.segments.shards(group))):
+                yield beam.pvalue.TaggedOutput(self.OCCURRENCES, wrap(((group, shard), part)))
         self.start_bundle()
 
 
@@ -240,16 +251,10 @@ class _JudgeShardFn(beam.DoFn):
         self.duplicated.inc(len(duplicated))
         for item in top_duplicated(duplicated, self.top):
             yield beam.pvalue.TaggedOutput(self.DUPLICATED, item)
-        if not len(losses):
-            return
-        block = losses["record"] // BLOCK_RECORDS
-        order = np.lexsort((block, losses["segment"]))
-        losses, block = losses[order], block[order]
-        starts = np.flatnonzero(np.r_[True, (np.diff(losses["segment"]) != 0) | (np.diff(block) != 0)])
-        for part in np.split(losses, starts[1:]):
+        for block, part in split_by_key(losses, losses["segment"], losses["record"] // BLOCK_RECORDS):
             out = np.empty(len(part), dtype=LOSS)
             out["record"], out["hash"] = part["record"], part["hash"]
-            yield (int(part["segment"][0]), int(part["record"][0] // BLOCK_RECORDS)), (LOSSES, out)
+            yield block, (LOSSES, out)
 
 
 class _DropLinesFn(beam.DoFn):

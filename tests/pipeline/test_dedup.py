@@ -19,6 +19,7 @@ from pipeline.dedup import (
     judge_occurrences,
     kept_line_ids,
     line_hashes,
+    split_by_key,
     top_duplicated,
 )
 from pipeline.normalize import paragraph_hash
@@ -83,6 +84,17 @@ def test_judge_ccnet_removes_everywhere_keep_first_spares_the_first_document():
     assert len(losses) == 0 and len(duplicated) == 0
     with pytest.raises(ValueError, match="dedup mode"):
         judge_occurrences(occ, "other")
+
+
+def test_split_by_key_groups_rows_by_every_key_in_order():
+    rows = np.arange(7)
+    first = np.array([1, 0, 1, 0, 2, 1, 0])
+    second = np.array([5, 5, 3, 5, 0, 5, 4])
+    parts = [(key, part.tolist()) for key, part in split_by_key(rows, first, second)]
+    assert parts == [((0, 4), [6]), ((0, 5), [1, 3]), ((1, 3), [2]), ((1, 5), [0, 5]), ((2, 0), [4])]
+    assert [(key, part.tolist()) for key, part in split_by_key(rows, first)] == [
+        ((0,), [1, 3, 6]), ((1,), [0, 2, 5]), ((2,), [4])]
+    assert list(split_by_key(rows[:0], first[:0])) == []
 
 
 def test_top_duplicated_orders_by_documents_then_hash():
