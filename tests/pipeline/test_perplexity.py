@@ -279,3 +279,8 @@ def test_missing_or_corrupt_model_files_are_named(lm_models, tmp_path):
         validate_models(lid_model=str(junk_lid))
     with pytest.raises(ModelFileError, match=f"{tmp_path / 'cut.csv'}: perplexity cutoff table not found"):
         validate_models(cutoffs=str(tmp_path / "cut.csv"), check_lid=False)
+
+
+def test_empty_batch_scores_nothing(en_models):
+    sp, lm = en_models
+    assert score_documents([], sp, lm) == []
