@@ -13,7 +13,8 @@ SHARED ?= ../shared/data
 INPUT ?= $(SHARED)/wet/CC-MAIN-2019-30-sample-*.warc.wet.gz
 OUTPUT ?= out/corpus
 WORKERS ?= 1
-CORPUS_FLAGS ?= --overwrite
+OVERWRITE ?=
+CORPUS_FLAGS ?=
 REFERENCE ?= $(SHARED)/reference
 LM_DIR ?= out/lm
 LANGS ?=
@@ -68,7 +69,12 @@ test-fast: $(STAMP) tools ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -q -m 'not slow' tests
 
 demo: $(STAMP) tools ## the whole chain offline on the bundled sample: make demo [DEMO=out/demo]
-	rm -rf $(DEMO)/input $(DEMO)/lm $(DEMO)/corpus $(DEMO)/vocab $(DEMO)/shards $(DEMO)/run
+	$(PY) -m pipeline.contracts remove $(DEMO)/input --stage demo-input
+	$(PY) -m pipeline.contracts remove $(DEMO)/lm --stage lm
+	$(PY) -m pipeline.contracts remove $(DEMO)/corpus --stage corpus
+	$(PY) -m pipeline.contracts remove $(DEMO)/vocab --stage vocab
+	$(PY) -m pipeline.contracts remove $(DEMO)/shards --stage tokenize
+	$(PY) -m pipeline.contracts remove $(DEMO)/run --stage pretrain
 	$(PY) -m pipeline.demo --output $(DEMO)/input
 	$(CC100) lm --reference $(DEMO)/input/reference --output $(DEMO)/lm
 	$(CC100) corpus --input '$(DEMO)/input/wet/*.warc.wet.gz' --output $(DEMO)/corpus --lm-dir $(DEMO)/lm
@@ -78,13 +84,13 @@ demo: $(STAMP) tools ## the whole chain offline on the bundled sample: make demo
 	$(CC100) pretrain --shards $(DEMO)/shards --vocab $(DEMO)/vocab --output $(DEMO)/run --config tiny --steps 300
 	$(PY) -m pipeline.demo --summary $(DEMO)
 
-corpus: $(STAMP) ## WET -> Parquet: make corpus INPUT='...' OUTPUT=dir [LM_DIR=...] [SNAPSHOT=... SEGMENTS=...]
-	$(CC100) corpus $(if $(SNAPSHOT),--snapshot $(SNAPSHOT) --segments $(SEGMENTS) $(if $(CC_BASE_URL),--cc-base-url $(CC_BASE_URL)),--input '$(INPUT)') --output $(OUTPUT) --workers $(WORKERS) $(if $(wildcard $(LM_DIR)/*.arpa.bin),--lm-dir $(LM_DIR)) $(if $(LANGS),--langs $(LANGS)) $(CORPUS_FLAGS)
+corpus: $(STAMP) ## WET -> Parquet: make corpus INPUT='...' OUTPUT=dir [LM_DIR=...] [SNAPSHOT=... SEGMENTS=...] [OVERWRITE=1 replaces a finished run]
+	$(CC100) corpus $(if $(SNAPSHOT),--snapshot $(SNAPSHOT) --segments $(SEGMENTS) $(if $(CC_BASE_URL),--cc-base-url $(CC_BASE_URL)),--input '$(INPUT)') --output $(OUTPUT) --workers $(WORKERS) $(if $(wildcard $(LM_DIR)/*.arpa.bin),--lm-dir $(LM_DIR)) $(if $(LANGS),--langs $(LANGS)) $(if $(OVERWRITE),--overwrite) $(CORPUS_FLAGS)
 	$(CC100) report $(OUTPUT)
 
 corpus-dataflow: $(STAMP) ## on Dataflow: make corpus-dataflow SNAPSHOT=... SEGMENTS=... GCS=gs://bucket/cc100 PROJECT=p REGION=r
 	$(PY) -m pip install -q 'apache-beam[gcp]==2.77.0'
-	$(CC100) corpus --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --output $(GCS)/corpus --lid-model $(GCS)/models/lid.176.ftz --lm-dir $(GCS)/lm --runner DataflowRunner --project $(PROJECT) --region $(REGION) --temp_location $(GCS)/tmp --setup_file ./setup.py $(CORPUS_FLAGS)
+	$(CC100) corpus --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --output $(GCS)/corpus --lid-model $(GCS)/models/lid.176.ftz --lm-dir $(GCS)/lm --runner DataflowRunner --project $(PROJECT) --region $(REGION) --temp_location $(GCS)/tmp --setup_file ./setup.py $(if $(OVERWRITE),--overwrite) $(CORPUS_FLAGS)
 
 lm: $(STAMP) tools ## perplexity models: make lm REFERENCE=dir LM_DIR=dir [LANGS=en,fr]
 	$(CC100) lm --reference $(REFERENCE) --output $(LM_DIR) $(if $(LANGS),--langs $(LANGS))
@@ -125,11 +131,13 @@ bench-pretrain: $(STAMP) ## our training step vs Hugging Face XLMRobertaForMaske
 AIRFLOW_OUT ?= out/airflow
 DAG_CONF = {"work_dir": "$(abspath $(AIRFLOW_OUT))/work", "input_glob": "$(abspath $(SHARED))/wet/CC-MAIN-2019-30-sample-00000.warc.wet.gz", "reference_dir": "$(abspath $(SHARED))/reference", "langs": "en,fr", "workers": 1, "vocab_size": 1000, "sentences": 20000, "model_config": "tiny", "max_steps": 20, "stage_args": {"vocab": "--allow-smaller-vocab", "pretrain": "--device cpu"}}
 dag-demo: $(STAMP) tools ## run the cc100_pipeline DAG once (airflow dags test, tiny settings) into out/airflow
+	$(PY) -m pipeline.contracts claim $(AIRFLOW_OUT)/home --stage airflow-home
 	export AIRFLOW_HOME=$(abspath $(AIRFLOW_OUT))/home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	       AIRFLOW__CORE__LOAD_EXAMPLES=False CC100_DAG_RETRIES=0 && \
 	$(VENV)/bin/airflow db migrate >/dev/null && \
 	$(VENV)/bin/airflow dags test cc100_pipeline -c '$(DAG_CONF)' 2>&1 | grep -v -E '^[0-9TZ:.-]+ \[(info|debug)'; \
 	exit $${PIPESTATUS[0]}
 
-clean:
-	rm -rf out build .pytest_cache
+clean: ## remove out/ (only what cc100 stages wrote: refused if anything else is there), build, .pytest_cache
+	$(PYTHON) -m pipeline.contracts clean out
+	rm -rf build .pytest_cache

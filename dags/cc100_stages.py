@@ -5,6 +5,10 @@ own CLI (`cc100 lm|corpus|vocab|tokenize|pretrain|export`), so a DAG never re-im
 stage and the Airflow environment needs neither torch nor Beam (only the `cc100` executable,
 found through the `cc100_bin` param, $CC100_BIN, the interpreter's bin/ or PATH).
 
+Ownership: the work_dir carries the DAGs' marker (work_dir/.cc100/stage.json, pipeline/contracts.py)
+and a stage's output is deleted for a rebuild only when it carries that stage's marker, so a
+work_dir pointed at a directory holding anything else is refused, never emptied.
+
 Idempotence: a stage is done when its completion marker exists (stats.json, the LM files,
 sentencepiece.bpe.model, manifest.json, hf/config.json). Next to that the DAG keeps a small
 stamp per stage in WORK_DIR/_dag/{stage}.json with the key of what built it (the argument
@@ -20,6 +24,7 @@ No Airflow import at module level: this file is plain Python, unit-tested withou
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -206,6 +211,49 @@ class Layout:
 
     def stamp(self, stage: str) -> Path:
         return self.stamps / f"{stage}.json"
+
+
+def contracts():
+    """pipeline/contracts.py (standard library only: markers, ownership, safe removal), loaded when
+    a task runs, not when the DAG file is parsed; from the repository beside dags/ when the
+    project is not installed in Airflow's environment."""
+    try:
+        from pipeline import contracts as module
+    except ImportError:
+        path = Path(__file__).resolve().parents[1] / "pipeline" / "contracts.py"
+        module = sys.modules.get("cc100_contracts")
+        if module is None:
+            spec = importlib.util.spec_from_file_location("cc100_contracts", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["cc100_contracts"] = module
+            spec.loader.exec_module(module)
+    return module
+
+
+def claim_dir(path: Path, stage: str, what: str) -> None:
+    """Create `path` for `stage` (new, empty or its own), else StageError naming it."""
+    c = contracts()
+    try:
+        c.claim(path, stage)
+    except c.OwnershipError as e:
+        raise StageError(f"{what} {e}") from None
+
+
+def work_layout(cfg: PipelineConfig) -> Layout:
+    """The work_dir's Layout, once the work_dir is proven the DAGs' own (new, empty, or marked
+    by an earlier run: pipeline/contracts.py); StageError naming it otherwise."""
+    claim_dir(Path(cfg.work_dir), "dag", "work_dir")
+    return Layout(Path(cfg.work_dir))
+
+
+def remove_output(path: Path, stage: str) -> None:
+    """Delete a stage's output before rebuilding it: only with that stage's marker, never through
+    a symbolic link (StageError naming the directory otherwise)."""
+    c = contracts()
+    try:
+        c.remove_owned_tree(path, stage)
+    except c.OwnershipError as e:
+        raise StageError(f"[{stage}] not rebuilt: {e}") from None
 
 
 def parse_segments(spec: str) -> list[int]:
@@ -549,7 +597,7 @@ def run_stage(stage: str, cfg: PipelineConfig, argv: list[str], *, output: Path,
     resume_args: (flags, file) added when an unfinished earlier attempt left `file` behind.
     rebuild_args: flags that make the stage replace its own output (else the DAG deletes it).
     """
-    layout = Layout(Path(cfg.work_dir))
+    layout = work_layout(cfg)
     stamp_path = layout.stamp(stamp_name or stage)
     key = stage_key(argv, inputs)
     stamp = read_json(stamp_path)
@@ -567,7 +615,7 @@ def run_stage(stage: str, cfg: PipelineConfig, argv: list[str], *, output: Path,
         if rebuild_args is not None:
             run_argv += rebuild_args
         else:
-            shutil.rmtree(output)
+            remove_output(output, stage)
     else:
         log(f"[{stage}] running: {decision.reason}")
     if decision.resume and resume_args and resume_args[1].is_file():
@@ -588,7 +636,7 @@ def run_stage(stage: str, cfg: PipelineConfig, argv: list[str], *, output: Path,
 
 def lm_stage(cfg: PipelineConfig, log: Log = print) -> str:
     """Train the scoring models of the languages whose reference text changed; -> LM dir or ''."""
-    layout = Layout(Path(cfg.work_dir))
+    layout = work_layout(cfg)
     if not cfg.reference_dir:
         log("[lm] no reference_dir: the corpus is written without perplexity buckets")
         write_json(layout.stamp("lm"), {"stage": "lm", "key": "none", "status": "done",
@@ -636,7 +684,7 @@ def corpus_marker(path: Path) -> Path | None:
 
 def corpus_stage(cfg: PipelineConfig, lm_dir: str, log: Log = print, context=None) -> str:
     """Local corpus job (or an existing corpus_dir, or Dataflow) -> local corpus dir."""
-    layout = Layout(Path(cfg.work_dir))
+    layout = work_layout(cfg)
     if cfg.corpus_dir:
         corpus = Path(cfg.corpus_dir)
         marker = corpus_marker(corpus)
@@ -657,7 +705,7 @@ def corpus_stage(cfg: PipelineConfig, lm_dir: str, log: Log = print, context=Non
 
 
 def vocab_stage(cfg: PipelineConfig, corpus: str, log: Log = print) -> str:
-    layout = Layout(Path(cfg.work_dir))
+    layout = work_layout(cfg)
     run_stage("vocab", cfg, vocab_args(cfg, Path(corpus), layout.vocab), output=layout.vocab,
               marker=layout.vocab / VOCAB_MODEL, inputs={"corpus": stamp_key(layout, "corpus")},
               log=log)
@@ -665,7 +713,7 @@ def vocab_stage(cfg: PipelineConfig, corpus: str, log: Log = print) -> str:
 
 
 def tokenize_stage(cfg: PipelineConfig, corpus: str, vocab: str, log: Log = print) -> str:
-    layout = Layout(Path(cfg.work_dir))
+    layout = work_layout(cfg)
     run_stage("tokenize", cfg, tokenize_args(cfg, Path(corpus), Path(vocab), layout.shards),
               output=layout.shards, marker=layout.shards / SHARDS_MARKER,
               inputs={"corpus": stamp_key(layout, "corpus"), "vocab": stamp_key(layout, "vocab")},
@@ -674,7 +722,7 @@ def tokenize_stage(cfg: PipelineConfig, corpus: str, vocab: str, log: Log = prin
 
 
 def pretrain_stage(cfg: PipelineConfig, shards: str, vocab: str, log: Log = print) -> str:
-    layout = Layout(Path(cfg.work_dir))
+    layout = work_layout(cfg)
     run_stage("pretrain", cfg, pretrain_args(cfg, Path(shards), Path(vocab), layout.run),
               output=layout.run, marker=layout.run / "hf" / HF_CONFIG,
               inputs={"tokenize": stamp_key(layout, "tokenize"), "vocab": stamp_key(layout, "vocab")},
@@ -683,7 +731,7 @@ def pretrain_stage(cfg: PipelineConfig, shards: str, vocab: str, log: Log = prin
 
 
 def export_stage(cfg: PipelineConfig, run_dir: str, vocab: str, log: Log = print) -> str:
-    layout = Layout(Path(cfg.work_dir))
+    layout = work_layout(cfg)
     run_stage("export", cfg, export_args(cfg, Path(run_dir), Path(vocab), layout.model),
               output=layout.model, marker=layout.model / HF_CONFIG,
               inputs={"pretrain": stamp_key(layout, "pretrain")}, log=log)
@@ -735,7 +783,7 @@ def range_stage(cfg: PipelineConfig, segments: str, lm_dir: str, log: Log = prin
     output = snapshot_dir(cfg) / range_slug(segments)
     argv = corpus_args(cfg, str(output), lm_dir or None, segments=segments)
     run_stage("corpus", cfg, argv, output=output, marker=output / CORPUS_MARKER,
-              inputs={"lm": stamp_key(Layout(Path(cfg.work_dir)), "lm")}, log=log,
+              inputs={"lm": stamp_key(work_layout(cfg), "lm")}, log=log,
               stamp_name=f"corpus-{cfg.snapshot}-{range_slug(segments)}",
               rebuild_args=["--overwrite"])
     return str(output)
@@ -745,6 +793,7 @@ def merge_ranges(cfg: PipelineConfig, per_task: int, log: Log = print) -> str:
     """When every range is finished: SNAPSHOT/merged/{lang}/{bucket}/ as relative symlinks to the
     ranges' Parquet files plus ranges.json, usable as the cc100_pipeline param corpus_dir.
     Returns the merged dir, or '' while ranges are still missing."""
+    work_layout(cfg)
     base = snapshot_dir(cfg)
     ranges = split_segments(cfg.segments, per_task)
     done = [r for r in ranges if (base / range_slug(r) / CORPUS_MARKER).is_file()]
@@ -758,8 +807,8 @@ def merge_ranges(cfg: PipelineConfig, per_task: int, log: Log = print) -> str:
     if previous and previous.get("ranges") == stats:  # unchanged: keep it (and its key) as it is
         log(f"{cfg.snapshot}: all {len(ranges)} ranges finished; {merged} is up to date")
         return str(merged)
-    if merged.exists():
-        shutil.rmtree(merged)  # only symlinks and ranges.json: the ranges' files stay
+    remove_output(merged, "merge")  # only symlinks and ranges.json: the ranges' files stay
+    claim_dir(merged, "merge", "merged view")
     files = 0
     for r in ranges:
         src = base / range_slug(r)
@@ -857,7 +906,7 @@ def corpus_dataflow(cfg: PipelineConfig, lm_dir: str, log: Log, context) -> str:
     """Upload the LM, run the corpus job on Dataflow into gcs_dir/corpus, copy it to work_dir."""
     from apache_beam.io.filesystems import FileSystems
 
-    layout = Layout(Path(cfg.work_dir))
+    layout = work_layout(cfg)
     remote = _remote_join(cfg.gcs_dir, "corpus")
     remote_lm = _remote_join(cfg.gcs_dir, "lm") if lm_dir else None
     options = corpus_options(cfg, remote, remote_lm)
@@ -880,8 +929,9 @@ def corpus_dataflow(cfg: PipelineConfig, lm_dir: str, log: Log, context) -> str:
         if not FileSystems.exists(_remote_join(remote, CORPUS_MARKER)):
             raise StageError(f"[corpus] the Dataflow job ended but {remote}/{CORPUS_MARKER} is missing")
     write_json(layout.stamp("corpus"), {**record, "status": "done", "finished": _now()})
-    if decision.action != "skip" and layout.corpus.exists():
-        shutil.rmtree(layout.corpus)  # a copy of an older job: replaced as a whole
+    if decision.action != "skip":
+        remove_output(layout.corpus, "corpus")  # a copy of an older job: replaced as a whole
     if corpus_marker(layout.corpus) is None:
+        claim_dir(layout.corpus, "corpus", "[corpus] local copy")  # of the job's output
         copy_tree(remote, str(layout.corpus), log, last=CORPUS_MARKER)
     return str(layout.corpus)

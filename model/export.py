@@ -7,7 +7,9 @@ from a torch.compile'd or DDP-wrapped model) and `model_config` (`dataclasses.as
 `vocab_file`, when present, says where the SentencePiece model is. The output directory gets
 config.json, model.safetensors and, when the vocabulary is known, sentencepiece.bpe.model and
 tokenizer_config.json, so both `XLMRobertaForMaskedLM.from_pretrained(dir)` and
-`XLMRobertaTokenizer.from_pretrained(dir)` load it. Re-running overwrites the same files.
+`XLMRobertaTokenizer.from_pretrained(dir)` load it. The output must be new, empty or an earlier
+export (its .cc100/stage.json); re-running overwrites the same files. A --vocab whose piece count
+does not give the model's vocabulary size is refused.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from pathlib import Path
 import torch
 
 from model.hf import VOCAB_NAME, save_state_pretrained
+from pipeline.contracts import OwnershipError, check_claimable, claim, describe_os_error
 from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
 
 # looked for, in order, when --checkpoint is a directory
 CHECKPOINT_NAMES = ("checkpoint.pt", "latest.pt", "ckpt.pt", "latest")
+STAGE = "export"  # the stage name in OUTPUT/.cc100/stage.json
 
 
 class ExportError(Exception):
@@ -114,6 +118,21 @@ def resolve_vocab(arg: str | None, recorded: str | None) -> Path | None:
     return None
 
 
+def check_vocab(vocab: Path, config: XLMRConfig) -> None:
+    """ExportError unless the SentencePiece model gives the model's number of ids: its pieces
+    shifted by one (<s> <pad> </s> <unk> first, as fairseq) plus <mask>, as train/tokenizer.py."""
+    import sentencepiece as spm
+
+    try:
+        pieces = spm.SentencePieceProcessor(model_file=str(vocab)).get_piece_size()
+    except (OSError, RuntimeError) as e:
+        raise ExportError(f"{vocab}: not a SentencePiece model ({' '.join(str(e).split())[:200]})") from None
+    ids = pieces + 2
+    if ids != config.vocab_size:
+        raise ExportError(f"--vocab {vocab}: {pieces} pieces give {ids} ids, but the checkpoint's model "
+                          f"has {config.vocab_size}: give the vocabulary the model was trained with")
+
+
 def _size(path: Path) -> str:
     n = path.stat().st_size
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
@@ -125,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Convert a pretraining checkpoint into a Hugging Face XLMRobertaForMaskedLM directory.")
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint file, or a run directory holding checkpoint.pt / latest.pt / latest")
-    parser.add_argument("--output", required=True, help="directory to write (created; files overwritten)")
+    parser.add_argument("--output", required=True, help="directory to write: new, empty or an earlier "
+                        "export (its files are overwritten)")
     parser.add_argument("--vocab", default=None,
                         help="SentencePiece model file, or the vocab stage's directory holding "
                              f"{VOCAB_NAME} (default: the checkpoint's vocab_file)")
@@ -133,17 +153,24 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         path = find_checkpoint(Path(args.checkpoint))
+        check_claimable(args.output, STAGE)
         print(f"loading {path}")
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(ckpt, path)
         vocab = resolve_vocab(args.vocab, ckpt.get("vocab_file"))
+        if vocab is not None:
+            check_vocab(vocab, model.config)
         print(f"writing {args.output}")
+        claim(args.output, STAGE)
         written = save_state_pretrained(model.state_dict(), model.config, args.output, vocab)
     except ExportError as e:
         print(f"cc100 export: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # unwritable output, a vanished vocab file, ...
-        print(f"cc100 export: {e}", file=sys.stderr)
+    except OwnershipError as e:
+        print(f"cc100 export: --output {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unwritable output, a vanished vocab file, a full disk ...
+        print(f"cc100 export: {describe_os_error(e)}", file=sys.stderr)
         return 2
 
     cfg = model.config

@@ -5,9 +5,341 @@ Every stage's output directory keeps its run metadata in META_DIR (a dot-directo
 Parquet readers -- pyarrow, pandas, polars, duckdb, Hugging Face `datasets` -- skip it), and
 MARKER_FILE in it proves that the directory was written by that stage: a stage replaces or
 deletes only directories that carry its own marker.
+
+Ownership, for every stage that writes a directory:
+
+* `check_claimable(dir, stage)` before the long part of a run (reads only): the directory is
+  new, empty, or already carries `stage`'s marker; anything else raises OwnershipError, a
+  one-line message naming the directory and what is missing or foreign (exit status 2).
+* `claim(dir, stage)` when the stage starts writing: the same check, then the directory is
+  created and the marker written (first, so a half-written output is still recognisably ours).
+* `remove_owned_tree(dir, stage)` is the only way a stage deletes a directory: it checks the
+  marker and never follows a symbolic link (a link is refused, one inside is removed as a link).
+
+`python -m pipeline.contracts check|claim|remove|clean|adopt ...` gives the Makefile and shell
+scripts the same rules (see `main`).
 """
 
 from __future__ import annotations
 
+import argparse
+import errno
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable
+
 META_DIR = ".cc100"
 MARKER_FILE = "stage.json"  # {"stage": "<name>", "format_version": <int>, ...}
+
+# The stages that write directories, with the format version of what they write: a marker with
+# a higher version comes from a newer cc100 and is refused (this version may not understand it).
+STAGE_FORMATS = {
+    "lm": 1,
+    "corpus": 1,
+    "report": 1,
+    "vocab": 1,
+    "tokenize": 1,
+    "pretrain": 1,
+    "export": 1,
+    "merge": 1,  # the cc100_snapshot DAG's merged view (symlinks + ranges.json)
+    "dag": 1,  # a DAG's work_dir (per-stage outputs and stamps)
+    "demo-input": 1,  # `python -m pipeline.demo --output DIR`
+    "airflow-home": 1,  # `make dag-demo`'s AIRFLOW_HOME
+}
+
+
+class OwnershipError(Exception):
+    """A directory a stage may not write or delete; the message is one line naming it."""
+
+
+def marker_path(directory: str | os.PathLike) -> str:
+    return os.path.join(os.fspath(directory), META_DIR, MARKER_FILE)
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGE_FORMATS:
+        raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(STAGE_FORMATS)})")
+
+
+def marker_record(stage: str, **extra) -> dict:
+    """The marker's content for `stage` (extra keys, e.g. the cc100 version, are kept as given)."""
+    _check_stage(stage)
+    return {"stage": stage, "format_version": STAGE_FORMATS[stage], **extra}
+
+
+def parse_marker(data: bytes | str) -> dict | None:
+    """A marker's content, or None when it is not a marker (not JSON, no stage)."""
+    try:
+        record = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("stage"), str):
+        return None
+    return record
+
+
+def ownership_problem(directory: str, stage: str, marker: dict | None, marker_exists: bool,
+                      has_entries: bool) -> str | None:
+    """Why `stage` may not write into (or replace) `directory`; None when it may.
+
+    The rule in one place, for local directories and object-store prefixes alike: nothing
+    there, or `stage`'s own marker with a format this version knows.
+    """
+    _check_stage(stage)
+    where = f"{META_DIR}/{MARKER_FILE}"
+    if marker is None:
+        if marker_exists:
+            return f"{directory}: {where} is unreadable or not a cc100 marker; not touched"
+        if not has_entries:
+            return None
+        return (f"{directory}: not empty and has no {where}, so it was not written by cc100 {stage} "
+                f"(or by a cc100 older than these markers): choose a new or empty directory; if it "
+                f"is an older cc100 {stage} output, mark it with `python -m pipeline.contracts "
+                f"adopt {directory} --stage {stage}` or delete it yourself")
+    if marker.get("stage") != stage:
+        return (f"{directory}: holds the output of cc100 {marker.get('stage')} ({where}), "
+                f"not of cc100 {stage}; not touched")
+    version = marker.get("format_version")
+    if not isinstance(version, int) or version > STAGE_FORMATS[stage]:
+        return (f"{directory}: {where} has format_version {version!r}, this cc100 knows "
+                f"{STAGE_FORMATS[stage]} for {stage} (written by a newer cc100?); not touched")
+    return None
+
+
+# -- local directories ------------------------------------------------------------------------
+
+
+def read_marker(directory: str | os.PathLike) -> dict | None:
+    """The marker of a local directory, or None (missing or not a marker)."""
+    try:
+        with open(marker_path(directory), "rb") as f:
+            return parse_marker(f.read())
+    except OSError:
+        return None
+
+
+def claim_problem(directory: str, stage: str, replace: bool = False) -> str | None:
+    """Why `stage` may not write into a local `directory` (None: it may). `replace`: the stage
+    would delete or rename the directory itself, so a symbolic link there is refused too."""
+    if replace and os.path.islink(directory):
+        return (f"{directory}: is a symbolic link (to {os.readlink(directory)}); cc100 {stage} "
+                f"replaces only real directories and never follows a link: give the target's path")
+    if not os.path.exists(directory):
+        return None if not os.path.lexists(directory) else f"{directory}: is a dangling symbolic link"
+    if not os.path.isdir(directory):
+        return f"{directory}: exists and is not a directory"
+    try:
+        has_entries = any(os.scandir(directory))
+    except OSError as e:
+        return f"{directory}: cannot list it ({e.strerror or e})"
+    return ownership_problem(directory, stage, read_marker(directory),
+                             os.path.lexists(marker_path(directory)), has_entries)
+
+
+def check_claimable(directory: str | os.PathLike, stage: str, replace: bool = False) -> None:
+    """OwnershipError unless `stage` may write into `directory` (new, empty, or its own)."""
+    problem = claim_problem(os.fspath(directory), stage, replace)
+    if problem:
+        raise OwnershipError(problem)
+
+
+def check_owned(directory: str | os.PathLike, stage: str) -> None:
+    """OwnershipError unless `directory` is a real directory carrying `stage`'s marker."""
+    directory = os.fspath(directory)
+    problem = claim_problem(directory, stage, replace=True)
+    if problem is None and read_marker(directory) is None:
+        problem = (f"{directory}: does not exist" if not os.path.lexists(directory)
+                   else f"{directory}: has no {META_DIR}/{MARKER_FILE} (not written by cc100 {stage})")
+    if problem:
+        raise OwnershipError(problem)
+
+
+def write_marker(directory: str | os.PathLike, stage: str, **extra) -> None:
+    """Write `stage`'s marker into `directory` (created), atomically."""
+    meta = os.path.join(os.fspath(directory), META_DIR)
+    os.makedirs(meta, exist_ok=True)
+    path = os.path.join(meta, MARKER_FILE)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(marker_record(stage, **extra), indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def claim(directory: str | os.PathLike, stage: str, **extra) -> None:
+    """Check, then create `directory` and write `stage`'s marker (kept if already there)."""
+    check_claimable(directory, stage)
+    if read_marker(directory) is None:
+        write_marker(directory, stage, **extra)
+
+
+def remove_owned_tree(directory: str | os.PathLike, stage: str, missing_ok: bool = True) -> bool:
+    """Delete `directory` if it carries `stage`'s marker; OwnershipError otherwise.
+
+    Symbolic links are never followed: the directory itself may not be one (refused), and links
+    inside it are removed as links (shutil.rmtree's fd-based walk; their targets are kept).
+    Returns False when there was nothing to remove.
+    """
+    directory = os.fspath(directory)
+    if missing_ok and not os.path.lexists(directory):
+        return False
+    check_owned(directory, stage)
+    remove_tree_no_follow(directory)
+    return True
+
+
+def remove_tree_no_follow(path: str | os.PathLike) -> None:
+    """rmtree that never leaves the tree: a link at `path` is unlinked, links inside unlinked."""
+    path = os.fspath(path)
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux has the fd-based walk
+        for root, dirs, files in os.walk(path, topdown=False, followlinks=False):
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+                os.unlink(os.path.join(root, name))
+            for name in dirs:
+                if not os.path.islink(os.path.join(root, name)):
+                    os.rmdir(os.path.join(root, name))
+        os.rmdir(path)
+        return
+    shutil.rmtree(path)
+
+
+# -- failures: one line that says what and where ------------------------------------------------
+
+
+def describe_os_error(e: OSError, where: str | os.PathLike | None = None) -> str:
+    """An OSError as one line naming the file: "no space left on device writing out/x.bin"."""
+    path = where if where is not None else e.filename
+    if e.errno == errno.ENOSPC:
+        return "no space left on device" + (f" writing {describe_path(path)}" if path is not None else "")
+    what = e.strerror or str(e) or type(e).__name__
+    return what + (f": {describe_path(path)}" if path is not None else "")
+
+
+def find_os_error(e: BaseException) -> OSError | None:
+    """The OSError behind `e` (itself, or what it was raised from or while handling): torch, for
+    one, reports a failed write as a RuntimeError whose context is the OSError."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def describe_path(path: str | os.PathLike) -> str:
+    """A path for a message: as it is, or ascii() of it when its name is not valid UTF-8."""
+    return undecodable_name(path) or os.fsdecode(path)
+
+
+def undecodable_name(path: str | os.PathLike) -> str | None:
+    """ascii() of a file name that is not valid UTF-8 (None when it is valid)."""
+    name = os.fsdecode(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return ascii(name)
+    return None
+
+
+# -- make clean: only what cc100 wrote ----------------------------------------------------------
+
+
+def plan_clean(root: str) -> tuple[list[str], list[str]]:
+    """(directories to remove, foreign entries) under `root`.
+
+    A directory with any stage's marker is removed whole; a plain directory is a container
+    (such as out/ or out/demo/) removed when everything in it is; anything else is foreign.
+    """
+    if os.path.islink(root) or not os.path.isdir(root):
+        return ([], [] if not os.path.lexists(root) else [root])
+    if read_marker(root) is not None:
+        return [root], []
+    remove, foreign = [], []
+    with os.scandir(root) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            sub_remove, sub_foreign = plan_clean(entry.path)
+            remove += sub_remove
+            foreign += sub_foreign
+    return remove, foreign
+
+
+def clean(roots: Iterable[str]) -> list[str]:
+    """Remove every cc100 output under `roots` (then the emptied containers); nothing is removed
+    when anything else is there (OwnershipError naming it). Returns what was removed."""
+    plans = [(root, *plan_clean(root)) for root in roots]
+    foreign = [path for _, _, bad in plans for path in bad]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise OwnershipError(f"{foreign[0]}{more}: not written by cc100 (no {META_DIR}/{MARKER_FILE} "
+                             f"in it or above it); nothing removed: move it elsewhere first")
+    removed = []
+    for root, remove, _ in plans:
+        for path in remove:
+            remove_tree_no_follow(path)
+            removed.append(path)
+        for dirpath, _dirs, _files in os.walk(root, topdown=False):
+            try:
+                os.rmdir(dirpath)  # the emptied containers
+            except OSError:
+                pass
+    return removed
+
+
+# -- command line (for the Makefile and shell scripts) -----------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.contracts",
+        description="Check, claim or remove directories by their cc100 stage marker "
+                    f"(DIR/{META_DIR}/{MARKER_FILE}).")
+    sub = p.add_subparsers(dest="command", required=True)
+    stages = sorted(STAGE_FORMATS)
+    for name, text in (("check", "exit 0 if DIR may be written by STAGE (new, empty or its own)"),
+                       ("claim", "create DIR if needed and write STAGE's marker (after `check`)"),
+                       ("remove", "delete DIR if it carries STAGE's marker (a missing DIR is fine)"),
+                       ("adopt", "write STAGE's marker into an existing DIR without one: say that "
+                                 "an output of an older cc100 is STAGE's")):
+        s = sub.add_parser(name, help=text, description=text)
+        s.add_argument("dir")
+        s.add_argument("--stage", required=True, choices=stages)
+    s = sub.add_parser("clean", help="remove every cc100 output under each DIR; refuse (and "
+                                     "remove nothing) if anything else is there")
+    s.add_argument("dirs", nargs="+", metavar="DIR")
+    a = p.parse_args(argv)
+    try:
+        if a.command == "check":
+            check_claimable(a.dir, a.stage)
+        elif a.command == "claim":
+            claim(a.dir, a.stage)
+        elif a.command == "remove":
+            if remove_owned_tree(a.dir, a.stage):
+                print(f"removed {a.dir}")
+        elif a.command == "adopt":
+            if not os.path.isdir(a.dir) or os.path.islink(a.dir):
+                raise OwnershipError(f"{a.dir}: not a directory")
+            if read_marker(a.dir) is not None:
+                check_claimable(a.dir, a.stage)  # already ours: nothing to do; else say whose
+            else:
+                write_marker(a.dir, a.stage, adopted=True)
+                print(f"{a.dir}: marked as the output of cc100 {a.stage}")
+        else:
+            for path in clean(a.dirs):
+                print(f"removed {path}")
+    except OwnershipError as e:
+        print(f"cc100: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

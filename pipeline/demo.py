@@ -45,6 +45,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.contracts import OwnershipError, claim
+
 DATA_PACKAGE = "pipeline"
 DATA_DIR = "demo_data"
 
@@ -796,11 +798,12 @@ def main(argv: list[str] | None = None) -> int:
         text, complete = summarize(args.summary)
         print(text)
         return 0 if complete else 1
-    if args.output.exists() and not args.output.is_dir():
-        print(f"demo: --output {args.output} exists and is not a directory", file=sys.stderr)
-        return 2
     try:
+        claim(args.output, "demo-input")  # so that `make demo` and `make clean` may replace it
         summary = generate(args.output, args.seed)
+    except OwnershipError as e:
+        print(f"demo: --output {e}", file=sys.stderr)
+        return 2
     except DemoDataError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1

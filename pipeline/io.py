@@ -6,6 +6,7 @@ All file access goes through `apache_beam.io.filesystems.FileSystems`, so the sa
 and writes gs:// on Dataflow. Output layout (fixed for the later stages):
 
     OUTPUT/{language}/{bucket}/part-{shard:05d}-of-{n:05d}.parquet   PARQUET_SCHEMA, zstd
+    OUTPUT/.cc100/stage.json  {"stage": "corpus", "format_version": 1}: the job's own output
     OUTPUT/stats.json    counters, config, inputs (written last: marks a finished run)
     OUTPUT/files.jsonl   one line per input file (segment): records, documents, problems, source
     OUTPUT/cutoffs.csv   the perplexity cutoffs used (cc_net format, reusable with --cutoffs)
@@ -35,6 +36,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.batch import BatchDocuments
+from pipeline.contracts import (
+    MARKER_FILE,
+    META_DIR,
+    claim_problem,
+    marker_record,
+    ownership_problem,
+    parse_marker,
+    remove_tree_no_follow,
+)
 from pipeline.schema import PARQUET_SCHEMA, Document, documents_from_bytes, documents_to_bytes
 
 NAMESPACE = "cc100"
@@ -224,33 +234,52 @@ def _match_all(path: str) -> list[str]:
         return []
 
 
+STAGE = "corpus"  # the stage name in OUTPUT/.cc100/stage.json (pipeline/contracts.py)
+
+
+def output_problem(output: str, stage: str = STAGE, replace: bool = True) -> str | None:
+    """Why `stage` may not write (`replace`: or replace) `output`, on any filesystem; None: it may."""
+    if _is_local(output):
+        return claim_problem(output, stage, replace)
+    path = FileSystems.join(output, META_DIR, MARKER_FILE)
+    exists = FileSystems.exists(path)
+    marker = None
+    if exists:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            marker = parse_marker(f.read())
+    return ownership_problem(output, stage, marker, exists, exists or bool(_match_all(output)))
+
+
 def check_output(output: str, overwrite: bool) -> None:
-    """Refuse an --output that holds a finished run (unless overwrite) or unrelated files."""
-    if _is_local(output) and os.path.exists(output) and not os.path.isdir(output):
-        raise CorpusIOError(f"--output {output}: exists and is not a directory")
-    if _exists(FileSystems.join(output, STATS_FILE)):
-        if not overwrite:
-            raise CorpusIOError(
-                f"--output {output}: already holds a finished run ({STATS_FILE}); "
-                "pass --overwrite to replace it, or choose another directory"
-            )
-    elif _is_nonempty_dir(output):
+    """Refuse an --output that the corpus job did not write, or a finished run without overwrite.
+
+    The job's own outputs carry OUTPUT/.cc100/stage.json (written into the staging directory,
+    so it arrives with the rename); anything else that is not empty is never touched.
+    """
+    problem = output_problem(output)
+    if problem:
+        raise CorpusIOError(f"--output {problem}")
+    if _is_nonempty_dir(output) and not overwrite:
         raise CorpusIOError(
-            f"--output {output}: directory is not empty and is not a cc100 corpus output "
-            f"(no {STATS_FILE}); choose an empty or new directory"
+            f"--output {output}: already holds a finished cc100 corpus run; "
+            "pass --overwrite to replace it, or choose another directory"
         )
 
 
+def write_marker(directory: str, stage: str = STAGE) -> None:
+    """A stage's marker, on any Beam filesystem (see pipeline/contracts.py)."""
+    with FileSystems.create(FileSystems.join(directory, META_DIR, MARKER_FILE)) as f:
+        f.write(json.dumps(marker_record(stage), indent=1, sort_keys=True).encode("utf-8") + b"\n")
+
+
 def create_staging(output: str) -> str:
-    """A new staging directory beside `output`, probed for writing; CorpusIOError if impossible."""
+    """A new staging directory beside `output` holding the stage marker (which doubles as the
+    write probe); CorpusIOError if it cannot be written."""
     staging = f"{output.rstrip('/')}.tmp-{uuid.uuid4().hex[:12]}"
-    probe = FileSystems.join(staging, ".write-probe")
     try:
         if _is_local(staging):
             os.makedirs(staging)
-        with FileSystems.create(probe) as f:
-            f.write(b"ok")
-        FileSystems.delete([probe])
+        write_marker(staging)
     except Exception as e:  # noqa: BLE001 - PermissionError, NotADirectoryError, gcs errors...
         remove_tree(staging)
         raise CorpusIOError(f"--output {output}: cannot write there ({type(e).__name__}: {e})") from None
@@ -277,12 +306,17 @@ def commit_output(staging: str, output: str, overwrite: bool) -> None:
 
     Local: two renames (old output aside, staging in), so readers never see a mix of runs.
     Other filesystems have no directory rename: files are renamed one by one (after deleting
-    the old output when overwriting), so the switch is not atomic there.
+    the old output when overwriting), so the switch is not atomic there. Either way the old
+    output is checked again for the stage's marker first (it may have changed during the run).
     """
+    if overwrite:
+        problem = output_problem(output)
+        if problem:
+            raise CorpusIOError(f"--output {problem}; not replaced")
     if _is_local(output):
         old = None
-        if os.path.exists(output):
-            if os.path.isdir(output) and not any(os.scandir(output)):
+        if os.path.lexists(output):
+            if os.path.isdir(output) and not os.path.islink(output) and not any(os.scandir(output)):
                 os.rmdir(output)
             elif overwrite:
                 old = f"{output.rstrip('/')}.old-{uuid.uuid4().hex[:12]}"
@@ -291,7 +325,7 @@ def commit_output(staging: str, output: str, overwrite: bool) -> None:
                 raise CorpusIOError(f"--output {output}: appeared while the pipeline ran; not replaced")
         os.rename(staging, output)
         if old:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree_no_follow(old)
         return
     if overwrite:
         remove_tree(output)

@@ -31,10 +31,14 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.contracts import OwnershipError, claim
 from pipeline.normalize import normalize
 from pipeline.perplexity import LM_SUFFIX, SP_SUFFIX, perplexity, tokenize
 from pipeline.tools import ToolNotFoundError, find_tool, is_local
 
+
+
+STAGE = "lm"  # the stage name in LM_DIR/.cc100/stage.json
 
 
 class LmError(RuntimeError):
@@ -323,6 +327,20 @@ def _parse_args(argv):
     return parser.parse_args(argv)
 
 
+def claim_output(output: str) -> None:
+    """Make `output` the lm stage's own (pipeline/contracts.py): new, empty or already ours;
+    OwnershipError otherwise, before any model file is written."""
+    if is_local(output):
+        claim(output, STAGE)
+        return
+    from pipeline.io import output_problem, write_marker
+
+    problem = output_problem(output, STAGE, replace=False)
+    if problem:
+        raise OwnershipError(problem)
+    write_marker(output, STAGE)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     from pipeline.lid import parse_langs
@@ -357,12 +375,14 @@ def main(argv: list[str] | None = None) -> int:
         paths = ", ".join(join_path(args.reference, f"{lang}.txt") for lang in missing)
         print(f"cc100 lm: reference text not found: {paths}", file=sys.stderr)
         return 2
-    if is_local(args.output):
-        try:
-            os.makedirs(args.output, exist_ok=True)
-        except OSError as e:
-            print(f"cc100 lm: {args.output}: cannot create output directory ({e})", file=sys.stderr)
-            return 2
+    try:
+        claim_output(args.output)
+    except OwnershipError as e:
+        print(f"cc100 lm: --output {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"cc100 lm: {args.output}: cannot create output directory ({e})", file=sys.stderr)
+        return 2
     if args.skip_existing:
         from apache_beam.io.filesystems import FileSystems
 

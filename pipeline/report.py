@@ -37,6 +37,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.contracts import OwnershipError, check_claimable, claim
+
+REPORT_STAGE = "report"  # the stage name in the report directory's .cc100/stage.json
+
 # -- what this module reads from stats.json (one place to adapt) ----------------------------
 
 # Funnel stages, in order: (label, candidate expressions, optional). The first candidate whose
@@ -767,11 +771,16 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or args.output / "report"
     t0 = time.perf_counter()
     try:
+        check_claimable(out_dir, REPORT_STAGE)  # only a new, empty or earlier report directory is written
         print(f"cc100 report: reading {args.output}", file=sys.stderr)
         corpus = load_corpus(args.output)
         print(f"cc100 report: {corpus.files} Parquet files, {len(corpus.language):,} documents; plotting",
               file=sys.stderr)
+        claim(out_dir, REPORT_STAGE)
         numbers = write_report(corpus, out_dir, args.top_lines, args.max_languages)
+    except OwnershipError as e:
+        print(f"cc100 report: --out {e}", file=sys.stderr)
+        return 2
     except ReportError as e:
         print(f"cc100 report: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from pipeline.contracts import describe_os_error, find_os_error
+
 FORMAT = "cc100-pretrain-checkpoint-v1"
 CHECKPOINT = "checkpoint.pt"
 
@@ -36,6 +38,12 @@ def save_checkpoint(path: str | os.PathLike, bundle: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a failed write (full disk) as RuntimeError
+        os_error = find_os_error(e)
+        if os_error is None:
+            raise
+        raise CheckpointError(f"cannot save the checkpoint: {describe_os_error(os_error, path)} "
+                              f"(the previous {path.name}, if any, is kept)") from None
     finally:
         tmp.unlink(missing_ok=True)
 

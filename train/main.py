@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline.contracts import describe_os_error, find_os_error
 from train.config import PRESETS, DataConfig, OptimConfig, TrainConfig, default_warmup
 
 
@@ -50,20 +51,26 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
     a = p.parse_args(argv)
 
     preset = PRESETS[a.config]
-    data = DataConfig(shards=a.shards, vocab=a.vocab, max_len=a.max_len or preset["max_len"],
-                      batch_tokens=a.batch_tokens or preset["batch_tokens"], alpha=a.alpha,
+
+    def given(name: str):  # the flag's value, or the preset's when not given (0 is a value: refused)
+        value = getattr(a, name)
+        return preset[name] if value is None else value
+
+    data = DataConfig(shards=a.shards, vocab=a.vocab, max_len=given("max_len"),
+                      batch_tokens=given("batch_tokens"), alpha=a.alpha,
                       mask_prob=a.mask_prob, seed=a.seed, eval_seqs=a.eval_seqs)
     warmup = a.warmup_steps if a.warmup_steps is not None else default_warmup(max(a.steps, 0))
-    optim = OptimConfig(lr=a.lr or preset["lr"], warmup_steps=warmup, weight_decay=a.weight_decay,
+    optim = OptimConfig(lr=given("lr"), warmup_steps=warmup, weight_decay=a.weight_decay,
                         clip_grad=a.clip_grad)
     cfg = TrainConfig(output=a.output, data=data, model=a.config, steps=a.steps, optim=optim,
-                      micro_batch=a.micro_batch or preset["micro_batch"], log_every=a.log_every,
+                      micro_batch=given("micro_batch"), log_every=a.log_every,
                       eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, dropout=a.dropout,
                       compile=a.compile, device=a.device, stop_at_step=a.stop_at_step)
     return cfg, a.resume
 
 
 def main(argv: list[str] | None = None) -> int:
+    from train.checkpoint import CheckpointError
     from train.trainer import SetupError, Trainer
 
     try:
@@ -79,9 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         if trainer.rank == 0:  # every rank hits the same check; one message is enough
             print(f"cc100 pretrain: error: {e}", file=sys.stderr)
         return 2
+    except (CheckpointError, OSError, RuntimeError) as e:  # a full disk, an unwritable RUN_DIR
+        message = str(e) if isinstance(e, CheckpointError) else _os_failure(e)
+        if message is None:
+            raise
+        print(f"cc100 pretrain: error: {message}", file=sys.stderr)
+        return 1
     finally:
         trainer.close()
     return 0
+
+
+def _os_failure(e: BaseException) -> str | None:
+    """One line for a failure caused by the file system (None: not one, let it raise)."""
+    os_error = find_os_error(e)
+    if os_error is None:
+        return None
+    return f"{describe_os_error(os_error)} (the last checkpoint, if any, is kept: continue with --resume)"
 
 
 if __name__ == "__main__":

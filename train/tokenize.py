@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.contracts import OwnershipError, claim
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
                           file_sha256, write_json_atomic)
 
+STAGE = "tokenize"  # the stage name in SHARDS/.cc100/stage.json
 VOCAB_MODEL = "sentencepiece.bpe.model"
 DONE_SUFFIX = ".done.json"
 
@@ -176,9 +178,13 @@ def run(corpus: Path, vocab_dir: Path, output: Path, *, buckets=None, languages=
               + (f" for buckets {buckets}" if buckets else "")
               + (f" and languages {languages}" if languages else ""), file=sys.stderr)
         return 2
+    try:
+        claim(output, STAGE)  # new, empty or an earlier tokenize output: never someone else's files
+    except OwnershipError as e:
+        print(f"cc100 tokenize: error: --output {e}", file=sys.stderr)
+        return 2
     vocab_sha = file_sha256(vocab_file)
     dtype = dtype_for_vocab(tok.vocab_size)
-    output.mkdir(parents=True, exist_ok=True)
     (output / MANIFEST).unlink(missing_ok=True)  # rewritten only once every part is done
     threads = 1 if workers > 1 else None
     for job in jobs:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pipeline.contracts import OwnershipError, check_claimable, claim
 from train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state,
                               save_checkpoint, set_rng_state)
 from train.config import TrainConfig, resume_mismatches
@@ -34,6 +35,9 @@ LOG = "log.jsonl"
 # dense bf16 peak FLOP/s by device name (for MFU); unknown devices get no MFU
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
               "A10": 125e12, "V100": 125e12}
+
+
+STAGE = "pretrain"  # the stage name in RUN_DIR/.cc100/stage.json
 
 
 class SetupError(ValueError):
@@ -102,6 +106,12 @@ class Trainer:
                 torch.cuda.set_device(self.local_rank)
             dist.init_process_group("nccl" if use_cuda else "gloo")
         self.device = torch.device(f"cuda:{self.local_rank}" if use_cuda else "cpu")
+
+        # the run directory: new, empty or this stage's own (pipeline/contracts.py), before any work
+        try:
+            check_claimable(self.run_dir, STAGE)
+        except OwnershipError as e:
+            raise SetupError(f"--output {e}") from None
 
         # shards and vocabulary
         try:
@@ -181,7 +191,7 @@ class Trainer:
         self.peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
 
         if self.rank == 0:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            claim(self.run_dir, STAGE)
             self._open_log()
         per_rank = dcfg.global_batch // self.world_size
         self.accum = math.ceil(per_rank / cfg.micro_batch)

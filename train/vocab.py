@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.contracts import OwnershipError, check_claimable, claim, describe_os_error
 from train.corpus_reader import (
     BUCKETS,
     CorpusError,
@@ -43,6 +44,7 @@ from train.corpus_reader import (
 from train.sampling import allocate, alpha_sampling_probs, raw_shares
 from train.tokenizer import XLMRTokenizer
 
+STAGE = "vocab"  # the stage name in VOCAB_DIR/.cc100/stage.json
 MODEL_NAME = "sentencepiece.bpe.model"  # the file name transformers' XLMRobertaTokenizer expects
 SAMPLING_NAME = "sampling.json"
 CONFIG_NAME = "vocab_config.json"
@@ -450,8 +452,18 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def check_output(output: Path, write: bool = False) -> None:
+    """VocabError unless --output is new, empty or an earlier vocab output (its marker, see
+    pipeline/contracts.py); with `write`, create it and write the marker."""
+    try:
+        (claim if write else check_claimable)(output, STAGE)
+    except OwnershipError as e:
+        raise VocabError(f"--output {e}") from None
+
+
 def run(cfg: VocabConfig, log=print) -> dict:
     t_start = time.perf_counter()
+    check_output(cfg.output)  # before the long part: a bad --output fails in a second, not after training
     data = select_languages(cfg)
     lines, chars = sum(d.lines for d in data.values()), sum(d.chars for d in data.values())
     files = sum(len(d.files) for d in data.values())
@@ -483,7 +495,7 @@ def run(cfg: VocabConfig, log=print) -> dict:
         model = train_sentencepiece(sample, cfg)
         t_train = time.perf_counter() - t0
 
-    cfg.output.mkdir(parents=True, exist_ok=True)
+    check_output(cfg.output, write=True)
     model_path = cfg.output / MODEL_NAME
     tmp_path = model_path.with_suffix(".tmp")
     tmp_path.write_bytes(model)
@@ -552,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     except (VocabError, CorpusError, ValueError) as e:
         print(f"cc100 vocab: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a vanished directory: one line, the earlier files stay
+        print(f"cc100 vocab: error: {describe_os_error(e)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -174,7 +174,7 @@ def test_dataflow_corpus_uploads_lm_runs_operator_and_copies_corpus_back(tmp_pat
 
     c = cfg(tmp_path, runner="DataflowRunner", gcs_dir="gs://bucket/cc",
             beam_options={"project": "p", "region": "r", "temp_location": "gs://bucket/tmp"})
-    lay = st.Layout(Path(c.work_dir))
+    lay = st.work_layout(c)  # the lm task claimed the work_dir before
     lay.lm.mkdir(parents=True)
     (lay.lm / "en.sp.model").write_text("sp")
     st.write_json(lay.stamp("lm"), {"key": "lmkey", "status": "done"})
@@ -275,6 +275,7 @@ def test_copy_tree_copies_marker_last_and_only_missing_files(tmp_path):
 def test_merge_links_every_range_once_all_are_finished(tmp_path):
     c = cfg(tmp_path, input_glob="", snapshot="CC-MAIN-2019-30", segments="0-4")
     assert st.plan_ranges(c, 2, 0, print) == ["0-1", "2-3", "4"]
+    st.work_layout(c)  # the lm task claimed the work_dir before
     base = st.snapshot_dir(c)
     for r in ("0-1", "2-3"):
         part = base / st.range_slug(r) / "en" / "head" / "part-00000.parquet"
@@ -359,7 +360,8 @@ if stage == os.environ.get("FAKE_CC100_FAIL_ONCE") and not flag.exists():
     print(f"fake {{stage}}: HTTP 503 from data.commoncrawl.org", file=sys.stderr)
     sys.exit(4)
 out = pathlib.Path(opt("--output"))
-out.mkdir(parents=True, exist_ok=True)
+(out / ".cc100").mkdir(parents=True, exist_ok=True)  # the stage's marker, as the real ones write it
+(out / ".cc100" / "stage.json").write_text(json.dumps({{"stage": stage, "format_version": 1}}))
 print(f"fake {{stage}}: writing {{out}}")
 if stage == "lm":
     for lang in opt("--langs").split(","):
@@ -556,3 +558,73 @@ def test_real_snapshot_dag_over_a_local_crawl_mirror(airflow_home, tmp_path, sha
     assert {f.name.split("--")[0] for f in files} == {"seg-0", "seg-1"}
     assert {f.parent.parent.name for f in files} <= {"en", "fr"}
     assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# ownership: the DAGs delete only what the stages (or the DAG itself) wrote
+
+
+def test_work_dir_holding_other_files_is_refused_and_left_alone(tmp_path):
+    c = cfg(tmp_path)
+    work = Path(c.work_dir)
+    work.mkdir()
+    (work / "thesis.tex").write_text("years of work")
+    with pytest.raises(st.StageError, match=r"work_dir .*work: not empty and has no \.cc100/stage\.json"):
+        st.lm_stage(c, print)
+    assert sorted(p.name for p in work.iterdir()) == ["thesis.tex"]
+
+
+def test_rebuild_deletes_only_an_output_with_the_stages_marker(tmp_path, monkeypatch):
+    c = cfg(tmp_path, rebuild_changed=True)
+    lay = st.work_layout(c)
+    foreign = lay.vocab
+    foreign.mkdir()
+    (foreign / "sentencepiece.bpe.model").write_text("someone else's")
+    (foreign / "notes.txt").write_text("keep me")
+    st.write_json(lay.stamp("vocab"), {"key": "old", "status": "done", "argv": [], "inputs": {}})
+    st.write_json(lay.stamp("corpus"), {"key": "c", "status": "done"})
+    monkeypatch.setattr(st, "run_cc100", lambda *a, **k: pytest.fail("must not run"))
+    with pytest.raises(st.StageError, match=r"\[vocab\] not rebuilt: .*vocab: not empty and has no"):
+        st.vocab_stage(c, str(lay.corpus), print)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+    # the vocab stage's own output is replaced; a link inside it is removed, not followed
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("x")
+    (foreign / "notes.txt").unlink()
+    (foreign / "link").symlink_to(outside)
+    st.contracts().write_marker(foreign, "vocab")
+    ran = []
+    monkeypatch.setattr(st, "run_cc100", lambda prefix, argv, log: ran.append(argv) or _fake_vocab(foreign))
+    monkeypatch.setattr(st, "resolve_cc100", lambda explicit: ["cc100"])
+    st.vocab_stage(c, str(lay.corpus), print)
+    assert ran and not (foreign / "link").exists() and (outside / "precious").read_text() == "x"
+
+
+def _fake_vocab(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sentencepiece.bpe.model").write_text("new")
+
+
+def test_rebuild_refuses_an_output_that_is_a_symlink(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    st.contracts().write_marker(target, "tokenize")
+    (tmp_path / "shards").symlink_to(target)
+    with pytest.raises(st.StageError, match="is a symbolic link"):
+        st.remove_output(tmp_path / "shards", "tokenize")
+    assert st.contracts().read_marker(target)["stage"] == "tokenize"
+
+
+def test_merged_view_of_an_older_version_is_not_replaced(tmp_path):
+    c = cfg(tmp_path, input_glob="", snapshot="CC-MAIN-2019-30", segments="0")
+    st.work_layout(c)
+    base = st.snapshot_dir(c)
+    (base / "seg-0").mkdir(parents=True)
+    (base / "seg-0" / "stats.json").write_text("{}")
+    (base / "merged").mkdir()
+    (base / "merged" / "ranges.json").write_text(json.dumps({"ranges": {"0": "old"}}))
+    with pytest.raises(st.StageError, match=r"\[merge\] not rebuilt: .*merged: not empty"):
+        st.merge_ranges(c, 1, print)
+    assert (base / "merged" / "ranges.json").is_file()
