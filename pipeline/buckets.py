@@ -60,6 +60,13 @@ def parse_cutoffs(text: str, source: str = "<cutoffs>") -> CutoffTable:
     if not rows:
         raise ModelFileError(f"{source}: empty cutoff table")
     langs = [cell.strip() for cell in rows[0][1:]]
+    if not langs:
+        raise ModelFileError(
+            f"{source}: not a cutoff table: line 1 names no language column (cc_net's format: "
+            "',en,fr,...' then one row per percentile 0-99)"
+        )
+    if len(rows) == 1:
+        raise ModelFileError(f"{source}: not a cutoff table: no percentile rows after the header")
     if len(set(langs)) != len(langs) or any(not lang for lang in langs):
         raise ModelFileError(
             f"{source}: line 1: header needs distinct language names, got {rows[0]}"
@@ -111,6 +118,14 @@ def read_cutoffs(path: str) -> CutoffTable:
     except Exception as e:
         raise ModelFileError(f"{path}: cannot read cutoff table ({e})") from e
     return parse_cutoffs(text, path)
+
+
+def require_percentiles(table: CutoffTable, source: str, head: int = PERCENTILE_HEAD,
+                        tail: int = PERCENTILE_TAIL) -> None:
+    """ModelFileError unless every language of the table has the head and tail percentiles."""
+    missing = [lang for lang, v in table.items() if head not in v or tail not in v]
+    if missing:
+        raise ModelFileError(f"{source}: percentiles {head} and {tail} missing for {', '.join(missing)}")
 
 
 def _format_number(value: float) -> str:
@@ -241,11 +256,7 @@ class AssignBuckets(beam.PTransform):
         self.head, self.tail = head, tail
         self.table = read_cutoffs(cutoffs) if cutoffs else None
         if self.table is not None:
-            missing = [lang for lang, v in self.table.items() if head not in v or tail not in v]
-            if missing:
-                raise ModelFileError(
-                    f"{cutoffs}: percentiles {head} and {tail} missing for {', '.join(missing)}"
-                )
+            require_percentiles(self.table, cutoffs, head, tail)
 
     def expand(self, docs):
         head, tail = self.head, self.tail

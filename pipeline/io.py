@@ -44,6 +44,7 @@ from pipeline.contracts import (
     ownership_problem,
     parse_marker,
     remove_tree_no_follow,
+    undecodable_name,
 )
 from pipeline.schema import PARQUET_SCHEMA, Document, documents_from_bytes, documents_to_bytes
 
@@ -85,6 +86,11 @@ def match_inputs(patterns: Sequence[str]) -> list[str]:
             raise CorpusIOError(f"--input {pattern!r} is a directory; give a glob such as '{pattern.rstrip('/')}/*.warc.wet.gz'")
         if not matched:
             raise CorpusIOError(f"--input {pattern!r} matches no files")
+        for path in matched:
+            name = undecodable_name(path)
+            if name:  # it would become cc_segment, a UTF-8 string: refused before any work
+                raise CorpusIOError(f"--input {pattern!r}: the file name {name} is not valid UTF-8; "
+                                    "rename the file")
         files.update(matched)
     return sorted(files)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -34,6 +35,7 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from pipeline.buckets import CUTOFFS_FILE, AssignBuckets, format_language_table, summarize_counters  # noqa: E402
+from pipeline.contracts import describe_os_error, find_os_error  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
 from pipeline.download import DownloadError  # noqa: E402
 from pipeline.io import (  # noqa: E402
@@ -173,6 +175,31 @@ def _inputs(config: CorpusConfig, segments: list[Segment]) -> dict:
     return {"patterns": config.inputs, "files": names}
 
 
+# the exception line of a worker's traceback (portable runners report it as a RuntimeError's text)
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Interrupt)): (.*)$", re.MULTILINE)
+_ERRNO = re.compile(r"^\[Errno (\d+)\] ([^:\[]+?)(?:: '([^']*)')?(?: \[while running .*)?$")
+
+
+def failure_line(e: BaseException) -> str:
+    """What failed, in one line: "no space left on device writing PATH" for a full disk (raised
+    here or in a worker), else the innermost exception of a worker's traceback, else the first
+    line of the message."""
+    os_error = find_os_error(e)
+    if os_error is not None:
+        return describe_os_error(os_error)
+    text = str(e).strip()
+    found = _EXCEPTION_LINE.findall(text) if "Traceback (most recent call last)" in text else []
+    if found:
+        name, message = found[-1]
+        errno_match = _ERRNO.match(message.strip())
+        if errno_match:  # an OSError (or subclass) in a worker: name the error and the file
+            number, strerror, path = errno_match.groups()
+            return describe_os_error(OSError(int(number), strerror, path))
+        return f"{name}: {message.strip()[:500]}"
+    first_line = (text.splitlines() or [""])[0][:500]
+    return f"{type(e).__name__}: {first_line}"
+
+
 def _error(message: str) -> None:
     print(f"cc100 corpus: {message}", file=sys.stderr)
 
@@ -265,8 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             remove_tree(staging)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - one readable line, no worker traceback
         remove_tree(staging)
-        first_line = (str(e).strip().splitlines() or [""])[0][:500]
-        _error(f"failed: {type(e).__name__}: {first_line}")
+        _error(f"failed: {failure_line(e)}")
         LOG.info("finished segments stay in %s: re-running the same command resumes from them", work_dir)
         if args.verbose:
             raise

@@ -187,7 +187,7 @@ def validate_models(
       and size are checked without reading the whole model).
     * cutoffs: the table parses and has the head/tail percentiles.
     """
-    from pipeline.buckets import read_cutoffs
+    from pipeline.buckets import read_cutoffs, require_percentiles
     from pipeline.lid import default_lid_model, self_check
 
     report = ModelReport()
@@ -198,6 +198,9 @@ def validate_models(
     if lm_dir:
         require_lm_dir(lm_dir)
         present = list_model_files(lm_dir)
+        if not present:
+            raise ModelFileError(f"{lm_dir}: no scoring models in the LM directory (expected "
+                                 f"{{lang}}{SP_SUFFIX} + {{lang}}{LM_SUFFIX}; train them with `cc100 lm`)")
         wanted = langs or sorted(present)
         for lang in wanted:
             sp_path, lm_path = model_paths(lm_dir, lang)
@@ -208,6 +211,7 @@ def validate_models(
         report.lm_dir, report.lm_languages = lm_dir, sorted(wanted)
     if cutoffs:
         table = read_cutoffs(cutoffs)
+        require_percentiles(table, cutoffs)
         report.cutoffs, report.cutoff_languages = cutoffs, sorted(table)
     return report
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.contracts import write_marker
 from pipeline.main import main
 from pipeline.wet import (
     BAD_HEADER,
@@ -230,17 +231,99 @@ def test_output_holding_a_finished_run_or_other_files_is_refused(tmp_path, capsy
     good = tmp_path / "a.warc.wet.gz"
     good.write_bytes(gzip_members(_records("a")))
     finished = tmp_path / "finished"
-    finished.mkdir()
+    write_marker(finished, "corpus")
     (finished / "stats.json").write_text("{}")
     code, _, err = _main(["--input", str(good), "--output", str(finished)], capsys)
-    assert code == 2 and "already holds a finished run" in err and "--overwrite" in err
+    assert code == 2 and "already holds a finished cc100 corpus run" in err and "--overwrite" in err
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     code, _, err = _main(["--input", str(good), "--output", str(other), "--overwrite"], capsys)
-    assert code == 2 and "not a cc100 corpus output" in err
+    assert code == 2 and "has no .cc100/stage.json, so it was not written by cc100 corpus" in err
     assert (other / "notes.txt").read_text() == "mine"
     assert not list(tmp_path.glob("*.tmp-*"))  # no staging left behind
+
+
+def test_overwrite_replaces_only_a_directory_the_corpus_job_wrote(tmp_path, capsys):
+    """The issue's case: a stats.json is not proof; only the stage's own marker is."""
+    good = tmp_path / "a.warc.wet.gz"
+    good.write_bytes(gzip_members(_records("a")))
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "stats.json").write_text('{"tool": "other"}')
+    (precious / "sub" / "thesis.tex").write_text("x")
+    code, _, err = _main(["--input", str(good), "--output", str(precious), "--overwrite"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"--output {precious}: not empty and has no .cc100/stage.json" in err
+    assert (precious / "sub" / "thesis.tex").read_text() == "x"
+
+    vocab = tmp_path / "vocab"  # another stage's output
+    write_marker(vocab, "vocab")
+    code, _, err = _main(["--input", str(good), "--output", str(vocab), "--overwrite"], capsys)
+    assert code == 2 and "holds the output of cc100 vocab (.cc100/stage.json), not of cc100 corpus" in err
+
+    real = tmp_path / "real"  # a link to a corpus output: never followed to replace its target
+    write_marker(real, "corpus")
+    (real / "stats.json").write_text("{}")
+    (tmp_path / "link").symlink_to(real)
+    code, _, err = _main(["--input", str(good), "--output", str(tmp_path / "link"), "--overwrite"], capsys)
+    assert code == 2 and "is a symbolic link" in err
+    assert (real / "stats.json").read_text() == "{}"
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_input_file_name_that_is_not_utf8_is_refused_before_any_work(tmp_path, capsys):
+    bad = os.path.join(os.fsencode(tmp_path), b"seg\xff.warc.wet.gz")
+    with open(bad, "wb") as f:
+        f.write(gzip_members(_records("a")))
+    out = tmp_path / "out"
+    code, _, err = _main(["--input", str(tmp_path / "*.warc.wet.gz"), "--output", str(out)], capsys)
+    assert code == 2
+    assert err.strip().endswith(r"the file name '" + str(tmp_path) + r"/seg\udcff.warc.wet.gz' is not valid "
+                                "UTF-8; rename the file")
+    assert not out.exists() and not (tmp_path / "out.work").exists()
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_output(tmp_path, capsys, monkeypatch):
+    """ENOSPC simulated by monkeypatching the Parquet write (the in-process runner calls it)."""
+    import errno
+
+    import pipeline.io
+
+    good = tmp_path / "a.warc.wet.gz"
+    good.write_bytes(gzip_members(_records("a")))
+    previous = tmp_path / "out"
+    write_marker(previous, "corpus")
+    (previous / "stats.json").write_text('{"run": "previous"}')
+
+    def full_disk(path, docs, schema):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(pipeline.io, "write_parquet", full_disk)
+    code, out, err = _main(["--input", str(good), "--output", str(previous), "--overwrite",
+                            "--lang-threshold", "0"], capsys)
+    assert code == 1, out + err
+    failed = [line for line in err.splitlines() if line.startswith("cc100 corpus:")]
+    assert len(failed) == 1 and "Traceback" not in err
+    assert failed[0].startswith(f"cc100 corpus: failed: no space left on device writing {previous}.tmp-")
+    assert failed[0].endswith(".parquet")
+    assert (previous / "stats.json").read_text() == '{"run": "previous"}'
+    assert sorted(p.name for p in previous.iterdir()) == [".cc100", "stats.json"]
+    assert not list(tmp_path.glob("*.tmp-*")) and not list(tmp_path.glob("*.old-*"))
+
+
+def test_worker_traceback_becomes_its_last_exception_line():
+    """Portable runners report a worker's exception as the text of its traceback."""
+    from pipeline.main import failure_line
+
+    worker = ("Traceback (most recent call last):\n  File \"apache_beam/runners/worker/operations.py\", "
+              "line 1, in process\nOSError: [Errno 28] No space left on device: '/o.tmp-1/en/all/"
+              "part-00000-of-00001.parquet' [while running 'WriteByLanguage/WriteParquet']\n")
+    assert failure_line(RuntimeError(worker)) == ("no space left on device writing "
+                                                  "/o.tmp-1/en/all/part-00000-of-00001.parquet")
+    other = "Traceback (most recent call last):\n  File \"x\", line 1\nKeyError: 'lang'\n"
+    assert failure_line(RuntimeError(other)) == "KeyError: 'lang'"
+    assert failure_line(ValueError("first\nsecond")) == "ValueError: first"
 
 
 @pytest.mark.parametrize(
