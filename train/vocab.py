@@ -498,8 +498,11 @@ def run(cfg: VocabConfig, log=print) -> dict:
     check_output(cfg.output, write=True)
     model_path = cfg.output / MODEL_NAME
     tmp_path = model_path.with_suffix(".tmp")
-    tmp_path.write_bytes(model)
-    tmp_path.replace(model_path)
+    try:
+        tmp_path.write_bytes(model)
+        tmp_path.replace(model_path)
+    finally:
+        tmp_path.unlink(missing_ok=True)  # a full disk leaves no half-written model behind
     table = {
         lang: {
             "raw_share": r["raw_share"],

@@ -312,6 +312,27 @@ def test_full_disk_is_one_line_and_keeps_the_previous_output(tmp_path, capsys, m
     assert not list(tmp_path.glob("*.tmp-*")) and not list(tmp_path.glob("*.old-*"))
 
 
+@pytest.mark.parametrize("what", ["not-a-table", "header-only", "no-30-60", "empty-lm-dir"])
+def test_model_flags_that_would_be_silently_wrong_are_refused_before_any_work(tmp_path, capsys, what):
+    good = tmp_path / "a.warc.wet.gz"
+    good.write_bytes(gzip_members(_records("a")))
+    table = tmp_path / "table.csv"
+    table.write_text({"not-a-table": "myhost\n", "header-only": ",en,fr\n",
+                      "no-30-60": ",en\n0,1\n1,2\n"}.get(what, ""))
+    empty = tmp_path / "lm"
+    empty.mkdir()
+    flags = ["--lm-dir", str(empty)] if what == "empty-lm-dir" else ["--cutoffs", str(table)]
+    out = tmp_path / "out"
+    code, _, err = _main(["--input", str(good), "--output", str(out), *flags], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    expected = {"not-a-table": f"{table}: not a cutoff table: line 1 names no language column",
+                "header-only": f"{table}: not a cutoff table: no percentile rows",
+                "no-30-60": f"{table}: percentiles 30 and 60 missing for en",
+                "empty-lm-dir": f"{empty}: no scoring models in the LM directory"}[what]
+    assert err.startswith(f"cc100 corpus: {expected}")
+    assert not out.exists() and not list(tmp_path.glob("out.*"))
+
+
 def test_worker_traceback_becomes_its_last_exception_line():
     """Portable runners report a worker's exception as the text of its traceback."""
     from pipeline.main import failure_line

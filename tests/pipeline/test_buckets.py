@@ -80,6 +80,9 @@ def test_table_round_trip_keeps_full_precision(tmp_path):
         (",en\nx,1\n", "line 2: first column must be a percentile"),
         (",en\n0,1\n1,abc\n", "line 3, column 'en': not a number"),
         (",en\n0,5\n1,4\n", "column 'en': percentiles are not increasing"),
+        ("0\n1\n2\n", "not a cutoff table: line 1 names no language column"),
+        ("my-hostname\n", "not a cutoff table: line 1 names no language column"),
+        (",en,fr\n", "not a cutoff table: no percentile rows after the header"),
     ],
 )
 def test_malformed_tables_are_named(tmp_path, text, message):

@@ -81,7 +81,7 @@ def test_lm_command_trains_models_in_cc_net_layout(kenlm_tools, shared_data, tmp
     assert lm.main(argv) == 1  # xx has too little text: reported, the others are trained
     printed = capsys.readouterr().out
     assert sorted(os.listdir(out)) == [
-        "en.arpa.bin", "en.sp.model", "fr.arpa.bin", "fr.sp.model", "sm.arpa.bin", "sm.sp.model"
+        ".cc100", "en.arpa.bin", "en.sp.model", "fr.arpa.bin", "fr.sp.model", "sm.arpa.bin", "sm.sp.model"
     ]
     assert f"{ref / 'xx.txt'}: too little text" in printed
     assert "3/4 languages trained" in printed
@@ -117,6 +117,13 @@ def test_lm_command_refuses_bad_arguments_before_training(kenlm_tools, tmp_path,
     assert lm.main(["--reference", str(ref), "--output", str(out), "--vocab-size", "3"]) == 2
     assert "vocab_size" in capsys.readouterr().err
     assert not out.exists()
+    # a directory the lm stage did not write (cc_net's models, say) is never written into
+    out.mkdir()
+    (out / "en.sp.model").write_text("cc_net's own")
+    assert lm.main(["--reference", str(ref), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cc100 lm: --output {out}: not empty and has no .cc100/stage.json")
+    assert sorted(os.listdir(out)) == ["en.sp.model"] and (out / "en.sp.model").read_text() == "cc_net's own"
 
 
 def test_lm_command_says_to_build_the_tools(tmp_path, monkeypatch, capsys):

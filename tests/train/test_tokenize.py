@@ -246,3 +246,11 @@ def test_clear_errors(world, tmp_path):
     shutil.copytree(world.shards, out_dir)
     rc, _, err = run_tokenize("--corpus", world.corpus, "--vocab", other, "--output", out_dir)
     assert rc == 2 and "different vocabulary" in err
+    # a directory tokenize did not write is not written into (nor its manifest.json removed)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / MANIFEST).write_text("someone else's")
+    rc, _, err = run_tokenize("--corpus", world.corpus, "--vocab", world.vocab, "--output", foreign)
+    assert rc == 2 and err.count("\n") == 1
+    assert err.startswith(f"cc100 tokenize: error: --output {foreign}: not empty and has no .cc100/stage.json")
+    assert sorted(p.name for p in foreign.iterdir()) == [MANIFEST] and (foreign / MANIFEST).read_text() == "someone else's"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 from collections import Counter
@@ -13,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.contracts import claim
 from pipeline.schema import PARQUET_SCHEMA, Document
-from train import cli
+from train import cli, vocab
 from train.corpus_reader import list_languages, measure_language
 from train.sampling import alpha_sampling_probs
 from train.tokenizer import XLMRTokenizer
@@ -344,6 +346,44 @@ def test_bad_arguments_are_one_line_errors(tmp_path, extra, message):
     assert rc == 2
     assert err.startswith("cc100 vocab: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "v").exists()
+
+
+def test_output_is_checked_before_the_long_part(tmp_path, monkeypatch):
+    corpus = synthetic_corpus(tmp_path / "c", {"en": 40})
+    monkeypatch.setattr(vocab, "train_sentencepiece", lambda *a: pytest.fail("trained anyway"))
+    existing = tmp_path / "file"
+    existing.write_text("not a directory")
+    rc, _, err = run_cli(["--corpus", str(corpus), "--output", str(existing)])
+    assert rc == 2 and err == f"cc100 vocab: error: --output {existing}: exists and is not a directory\n"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "sentencepiece.bpe.model").write_text("someone else's")
+    rc, _, err = run_cli(["--corpus", str(corpus), "--output", str(foreign)])
+    assert rc == 2 and "not empty and has no .cc100/stage.json" in err and err.count("\n") == 1
+    assert (foreign / "sentencepiece.bpe.model").read_text() == "someone else's"
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_model(tmp_path, monkeypatch):
+    """ENOSPC simulated by monkeypatching the model file's write."""
+    corpus = synthetic_corpus(tmp_path / "c", {"en": 40})
+    out = tmp_path / "v"
+    claim(out, "vocab")
+    (out / MODEL_NAME).write_bytes(b"previous model")
+    monkeypatch.setattr(vocab, "train_sentencepiece", lambda *a: b"new model")
+    real_write = Path.write_bytes
+
+    def full_disk(self, data):
+        if self.name.endswith(".tmp"):
+            real_write(self, data[:3])
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    rc, _, err = run_cli(["--corpus", str(corpus), "--output", str(out), "--vocab-size", "16"])
+    assert rc == 1
+    assert err == f"cc100 vocab: error: no space left on device writing {out / 'sentencepiece.bpe.tmp'}\n"
+    assert (out / MODEL_NAME).read_bytes() == b"previous model"
+    assert sorted(p.name for p in out.iterdir()) == [".cc100", MODEL_NAME]
 
 
 def test_empty_corpora_are_refused(tmp_path):
