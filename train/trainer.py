@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline.contracts import OwnershipError, check_claimable, claim
+from pipeline.contracts import OwnershipError, check_claimable, claim, undecodable_name
 from train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state,
                               save_checkpoint, set_rng_state)
 from train.config import TrainConfig, resume_mismatches
@@ -107,7 +107,12 @@ class Trainer:
             dist.init_process_group("nccl" if use_cuda else "gloo")
         self.device = torch.device(f"cuda:{self.local_rank}" if use_cuda else "cpu")
 
-        # the run directory: new, empty or this stage's own (pipeline/contracts.py), before any work
+        # the paths (recorded as UTF-8 in the checkpoint and the export) and the run directory:
+        # new, empty or this stage's own (pipeline/contracts.py), before any work
+        for flag, path in (("--output", self.run_dir), ("--shards", dcfg.shards), ("--vocab", dcfg.vocab)):
+            name = undecodable_name(path)
+            if name:
+                raise SetupError(f"{flag} {name}: the path is not valid UTF-8; rename it")
         try:
             check_claimable(self.run_dir, STAGE)
         except OwnershipError as e:

@@ -160,18 +160,50 @@ def _bad(tmp_path, tiny_config, case):
         write_checkpoint(p, model, tiny_config)
         (tmp_path / "hf").write_text("x")
         return p, [], "not a directory"
+    if case == "output not an export":
+        write_checkpoint(p, model, tiny_config)
+        (tmp_path / "hf").mkdir()
+        (tmp_path / "hf" / "config.json").write_text("someone else's model")
+        return p, [], f"--output {tmp_path / 'hf'}: not empty and has no .cc100/stage.json"
+    if case == "vocab of another size":
+        write_checkpoint(p, model, tiny_config)
+        other = tmp_path / "other.model"
+        pieces = small_spm(other, vocab_size=tiny_config.vocab_size - 20)
+        assert pieces + 2 != tiny_config.vocab_size
+        return p, ["--vocab", str(other)], (f"--vocab {other}: {pieces} pieces give {pieces + 2} ids, but the "
+                                            f"checkpoint's model has {tiny_config.vocab_size}")
+    if case == "vocab not sentencepiece":
+        write_checkpoint(p, model, tiny_config)
+        (tmp_path / "v.model").write_bytes(b"\x08\x01 not a model")
+        return p, ["--vocab", str(tmp_path / "v.model")], "v.model: not a SentencePiece model"
     raise AssertionError(case)
 
 
+def small_spm(path, vocab_size: int) -> int:
+    """A SentencePiece model of another size than the test model's; returns its piece count."""
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(SENTENCES * 4), model_writer=buf,
+                                   vocab_size=vocab_size, model_type="unigram", hard_vocab_limit=False,
+                                   character_coverage=0.98, minloglevel=2)
+    path.write_bytes(buf.getvalue())
+    return spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
+
+
 @pytest.mark.parametrize("case", ["missing", "empty dir", "not torch", "not a dict", "no model_config",
-                                  "bad model_config", "weights mismatch", "bad vocab", "output is a file"])
+                                  "bad model_config", "weights mismatch", "bad vocab", "output is a file",
+                                  "output not an export", "vocab of another size", "vocab not sentencepiece"])
 def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys, tiny_config, case):
     ckpt, extra, message = _bad(tmp_path, tiny_config, case)
-    rc = main(["--checkpoint", str(ckpt), "--output", str(tmp_path / "hf"), *extra])
+    out = tmp_path / "hf"
+    before = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.exists()
+    rc = main(["--checkpoint", str(ckpt), "--output", str(out), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert err[-1].startswith("cc100 export: ") and message in err[-1], err
     assert "Traceback" not in "\n".join(err)
+    assert (sorted(p.name for p in out.iterdir()) if out.is_dir() else out.exists()) == before  # nothing written
 
 
 def test_exported_fast_tokenizer_keeps_byte_fallback(tmp_path, tiny_config):

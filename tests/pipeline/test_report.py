@@ -218,6 +218,21 @@ def test_report_survives_a_stats_json_without_known_keys(tmp_path):
     assert not (out / "report" / "duplicate_lines.png").exists()
 
 
+def test_report_writes_only_into_its_own_directory(tmp_path, capsys):
+    out = make_output(tmp_path)
+    mine = tmp_path / "slides"
+    mine.mkdir()
+    (mine / "index.html").write_text("my talk")
+    assert report.main([str(out), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"cc100 report: --out {mine}: not empty and has no .cc100/stage.json, so it was not "
+                   f"written by cc100 report (or by a cc100 older than these markers): choose a new or empty "
+                   f"directory; if it is an older cc100 report output, mark it with `python -m "
+                   f"pipeline.contracts adopt {mine} --stage report` or delete it yourself"]
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html"] and (mine / "index.html").read_text() == "my talk"
+    assert report.main([str(out)]) == 0 and report.main([str(out)]) == 0  # its own: rewritten
+
+
 @pytest.mark.parametrize(
     "breakage, expected",
     [

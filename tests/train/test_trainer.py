@@ -4,9 +4,11 @@ and the transformers export."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import math
+import os
 import re
 import shutil
 
@@ -178,6 +180,12 @@ def _corrupt_shards(world, tmp_path):
     ("incompatible resume", "incompatible with this command: data.max_len: checkpoint 64, now 32"),
     ("other steps on resume", "steps: checkpoint 10, now 20"),
     ("vocabulary mismatch", "is not the vocabulary the shards"),
+    ("micro-batch 0", "micro_batch must be an integer >= 1, got 0"),
+    ("batch-tokens 0", "batch_tokens must be an integer >= 1, got 0"),
+    ("max-len 0", "max_len must be an integer >= 1, got 0"),
+    ("foreign output", r"--output .*/run: not empty and has no \.cc100/stage\.json"),
+    ("output of an older cc100", r"--output .*/run: not empty and has no \.cc100/stage\.json"),
+    ("output not utf-8", r"--output '.*/run\\udcff': the path is not valid UTF-8"),
 ])
 def test_clear_errors_before_training(world, reference, tmp_path, case, message):
     run = tmp_path / "run"
@@ -198,11 +206,69 @@ def test_clear_errors_before_training(world, reference, tmp_path, case, message)
                  "other steps on resume": ["--resume", "--steps", 20]}[case]
     elif case == "vocabulary mismatch":
         kw["vocab"] = other_vocab(world)
+    elif case.endswith(" 0"):  # a zero was silently replaced by the preset's value
+        extra = [f"--{case.split()[0]}", 0]
+    elif case == "foreign output":
+        run.mkdir()
+        (run / "log.jsonl").write_text("someone else's\n")
+    elif case == "output of an older cc100":
+        shutil.copytree(reference, run)
+        shutil.rmtree(run / ".cc100")
+        extra = ["--resume"]
+    elif case == "output not utf-8":
+        run = tmp_path / os.fsdecode(b"run\xff")
+    before = sorted(p.name for p in run.iterdir()) if run.is_dir() else None
     rc, out, err = pretrain(world, run, *extra, **kw)
     assert rc == 2, (out, err)
     assert err.startswith("cc100 pretrain: error: ") and err.count("\n") == 1, err
     assert re.search(message, err), err
     assert "step 1/" not in out, "no training step ran"
+    assert (sorted(p.name for p in run.iterdir()) if run.is_dir() else None) == before
+
+
+def test_full_disk_is_one_line_and_keeps_the_last_checkpoint(world, tmp_path, monkeypatch):
+    """ENOSPC simulated by a checkpoint file whose writes fail from the second save on (torch
+    reports it as a RuntimeError raised while handling the OSError)."""
+    import train.checkpoint
+
+    saves = []
+
+    class FullDisk:
+        def __init__(self, path, mode):
+            self.f = open(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            if len(saves) > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def flush(self):
+            self.f.flush()
+
+        def fileno(self):
+            return self.f.fileno()
+
+    def open_checkpoint(path, mode):
+        saves.append(path)
+        return FullDisk(path, mode)
+
+    monkeypatch.setattr(train.checkpoint, "open", open_checkpoint, raising=False)
+    run = tmp_path / "run"
+    rc, out, err = pretrain(world, run)  # checkpoints at step 3 (kept), 6 (the disk is full)
+    assert rc == 1, err
+    assert err == (f"cc100 pretrain: error: cannot save the checkpoint: no space left on device writing "
+                   f"{run / 'checkpoint.pt'} (the previous checkpoint.pt, if any, is kept)\n")
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert sorted(p.name for p in run.iterdir()) == [".cc100", "checkpoint.pt", "log.jsonl"]  # no temp file
+    monkeypatch.undo()
+    rc, out, err = pretrain(world, run, "--resume")  # space freed: the run continues
+    assert rc == 0 and "steps 3 -> 10" in out, err
 
 
 # -- learning, and the export ----------------------------------------------------------------------
