@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline.contracts import OwnershipError, check_claimable, claim, undecodable_name
+from pipeline.contracts import (OwnershipError, check_claimable, claim, read_marker, undecodable_name,
+                                write_marker)
 from train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state,
                               save_checkpoint, set_rng_state)
 from train.config import TrainConfig, resume_mismatches
@@ -381,7 +382,10 @@ class Trainer:
         if self.rank == 0:
             from model.hf import save_pretrained
 
-            save_pretrained(self.raw_model, self.run_dir / "hf", vocab_file=self.vocab_file)
+            hf = self.run_dir / "hf"
+            if read_marker(hf) is None:  # an export inside our own run dir: `cc100 export` may rewrite it
+                write_marker(hf, "export")
+            save_pretrained(self.raw_model, hf, vocab_file=self.vocab_file)
         elapsed = time.time() - t_start
         summary = {"steps": self.step, "trained_steps": self.step - start_step,
                    "tokens": (self.step - start_step) * tokens_per_step, "seconds": elapsed,

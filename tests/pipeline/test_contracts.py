@@ -189,3 +189,28 @@ def test_make_corpus_overwrites_only_when_asked():
 
     assert "--overwrite" not in corpus_command()
     assert "--overwrite" in corpus_command("OVERWRITE=1")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_clean_removes_only_what_cc100_wrote(tmp_path):
+    """`make clean` in a copy of the Makefile and the module it runs (never this checkout's out/)."""
+    shutil.copy(REPO_ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "pipeline").mkdir()
+    for name in ("__init__.py", "contracts.py"):
+        shutil.copy(REPO_ROOT / "pipeline" / name, tmp_path / "pipeline" / name)
+    out = tmp_path / "out"
+    write_marker(out / "corpus", "corpus")
+    (out / "corpus" / "en").mkdir()
+    (out / "thesis.tex").write_text("years of work")
+
+    def make_clean():
+        return subprocess.run(["make", "--no-print-directory", "clean", f"PYTHON={sys.executable}"],
+                              cwd=tmp_path, capture_output=True, text=True)
+
+    proc = make_clean()
+    assert proc.returncode != 0 and "cc100: out/thesis.tex: not written by cc100" in proc.stderr
+    assert (out / "thesis.tex").is_file() and (out / "corpus" / "en").is_dir()
+    (out / "thesis.tex").unlink()
+    proc = make_clean()
+    assert proc.returncode == 0, proc.stderr
+    assert not out.exists()

@@ -119,7 +119,8 @@ def test_layout_schema_metadata_and_stats(job):
     root, _ = job
     out = root / "w1"
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["cutoffs.csv", "files.jsonl", "stats.json"]
-    languages = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert json.loads((out / ".cc100" / "stage.json").read_text()) == {"stage": "corpus", "format_version": 1}
+    languages = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != ".cc100")
     assert len(languages) > 20 and "en" in languages and "und" not in languages
     for lang in languages:  # no --lm-dir: no perplexity, every document in bucket "all"
         assert [p.name for p in (out / lang).iterdir()] == ["all"]

@@ -103,6 +103,8 @@ def test_log_and_outputs(reference):
     assert (reference / "checkpoint.pt").is_file()
     assert {p.name for p in (reference / "hf").iterdir()} >= {"config.json", "model.safetensors",
                                                               "sentencepiece.bpe.model"}
+    # RUN/hf is an export: `cc100 export` (make export's default output) may rewrite it
+    assert json.loads((reference / "hf" / ".cc100" / "stage.json").read_text())["stage"] == "export"
 
 
 def test_checkpoint_bundle(reference):
