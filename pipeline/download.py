@@ -376,7 +376,10 @@ class PartialFile:
         fresh = dest.with_name(f".{self.path.name}.new")  # invisible to adopters until locked
         fd = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a filesystem without locks: the name is still ours alone, and
+                pass  # no partial there is ever adopted (its owner cannot be told apart)
             leftovers = sorted(_abandoned_partials(dest), reverse=True)  # largest first
         except BaseException:
             os.close(fd)
@@ -711,7 +714,6 @@ def fetch_to_file(
     t = _Transfer(clean_url, auth, policy, opener or urllib.request.build_opener(), clock)
     rng = rng or random.Random()
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     is_gzip = dest.name.endswith(".gz")
 
     start = clock()
@@ -741,7 +743,12 @@ def fetch_to_file(
                 raise DownloadError(t.url, _past_deadline(policy, f"last problem: {retries[-1]}"),
                                     attempt - 1)
             if part is None:
-                part = PartialFile(dest)
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    part = PartialFile(dest)
+                except OSError as e:
+                    raise DownloadError(t.url, f"cannot write into {dest.parent}: {e}", attempt - 1,
+                                        permanent=True) from None
             outcome = _Attempt()
             try:
                 try:

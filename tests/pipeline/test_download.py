@@ -603,3 +603,12 @@ def test_parse_size_and_new_policy_fields():
     with pytest.raises(ValueError, match="max_bytes: --max-segment-bytes must be >= 1"):
         RetryPolicy(max_bytes=0)
     assert RetryPolicy().max_bytes == 1 << 30 and RetryPolicy().retry_after_max <= RetryPolicy().backoff_max
+
+
+def test_an_unwritable_cache_is_a_download_error_not_a_traceback(server, big, tmp_path):
+    path, _ = big
+    (tmp_path / "file").write_text("a file where the cache directory should be")
+    with pytest.raises(DownloadError) as info:
+        fetch(server, path, tmp_path / "file" / "a.gz")
+    assert info.value.reason.startswith(f"cannot write into {tmp_path / 'file'}") and info.value.permanent
+    assert server.requests_for(path) == []
