@@ -68,7 +68,7 @@ PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PRO
     (["--snapshot", SNAPSHOT, "--segments", "0", "--cc-base-url", "ftp://mirror/"], "invalid --cc-base-url"),
     (["--snapshot", SNAPSHOT, "--segments", "0", "--download-deadline", "0"], "--download-deadline must be > 0"),
     (["--snapshot", SNAPSHOT, "--segments", "0", "--max-retry-after", "-1"], "--max-retry-after must be >= 0"),
-    (["--snapshot", SNAPSHOT, "--segments", "0", "--max-segment-bytes", "1.5G"], "invalid parse_size value"),
+    (["--snapshot", SNAPSHOT, "--segments", "0", "--max-segment-bytes", "1.5G"], "--max-segment-bytes: invalid size '1.5G'"),
     (["--snapshot", SNAPSHOT, "--segments", "0", "--max-segment-bytes", "0"], "--max-segment-bytes must be >= 1"),
 ])
 def test_bad_snapshot_flags_are_usage_errors(argv, message, capsys):
