@@ -387,3 +387,35 @@ def test_cli_never_shows_credentials(crawl, tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "HTTP 404" in captured.out and "s3cret" not in captured.out + captured.err
     assert all(r.headers.get("Authorization") for r in server.requests)
+
+
+def test_two_prefetch_processes_sharing_a_cache_both_succeed(crawl, tmp_path):
+    """Two runs (processes) download the same segment into one cache at the same time: the one
+    still downloading when the other has finished uses the finished file; both exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    server, root, paths = crawl
+    cache = tmp_path / "cache"
+    assert main(["--snapshot", SNAPSHOT, "--cc-base-url", server.base_url, "--cache-dir", str(cache),
+                 "--segments", "0", "--list"]) == 0  # the listing is cached: only the segment is raced
+    server.clear_log()
+    server.plan(paths[0], pause(after=100_000, seconds=1.5))
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    argv = [sys.executable, "-m", "pipeline.snapshot", "--snapshot", SNAPSHOT, "--segments", "0",
+            "--cc-base-url", server.base_url, "--cache-dir", str(cache), "--max-attempts", "2"]
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for _ in range(1000):  # until the first run is inside its pause
+        if any(r.sent >= 100_000 for r in server.requests_for(paths[0])):
+            break
+        time.sleep(0.01)
+    second = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=60)
+    out_first = first.communicate(timeout=60)[0]
+    assert (first.returncode, second.returncode) == (0, 0), out_first + second.stdout
+    assert "0 failed" in out_first and "0 failed" in second.stdout
+    local = cache_root(cache, server.base_url) / paths[0]
+    assert local.read_bytes() == (root / paths[0]).read_bytes()
+    assert [p.name for p in local.parent.iterdir()] == [local.name]
+    assert len(server.requests_for(paths[0])) == 2
