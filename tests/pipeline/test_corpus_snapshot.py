@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import pickle
+import zlib
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -40,6 +41,7 @@ from tests.pipeline.ccserver import (
     CCServer,
     build_crawl_tree,
     missing,
+    no_length,
     reset,
     serve_body,
     throttle,
@@ -213,6 +215,12 @@ def reference(crawl, tmp_path_factory):
     return out
 
 
+def _after_first_member(data: bytes) -> bytes:
+    d = zlib.decompressobj(31)
+    d.decompress(data)
+    return d.unused_data
+
+
 def _assert_same_output(out: Path, reference: Path) -> None:
     parts = sorted(p.relative_to(out) for p in out.glob("*/*/part-*.parquet"))
     assert parts == sorted(p.relative_to(reference) for p in reference.glob("*/*/part-*.parquet"))
@@ -240,7 +248,9 @@ def test_reference_run_downloads_every_segment_into_named_documents(reference, c
 @pytest.mark.slow
 def test_throttling_5xx_resets_and_truncation_are_survived(server, crawl, reference, tmp_path, capsys):
     _, paths = crawl
-    server.plan(paths[0], throttle(retry_after="1"), unavailable(503))
+    body = (crawl[0] / paths[0]).read_bytes()
+    member_end = len(body) - len(_after_first_member(body))  # a cut there is still valid gzip
+    server.plan(paths[0], throttle(retry_after="1"), unavailable(503), no_length(after=member_end))
     server.plan(paths[1], reset(after=100_000), truncate(after=150_000))
     cut = (crawl[0] / paths[2]).read_bytes()[:2000]  # a gzip stream that ends inside a member
     server.plan(paths[2], serve_body(cut))
@@ -250,18 +260,22 @@ def test_throttling_5xx_resets_and_truncation_are_survived(server, crawl, refere
     assert process_slots().limit == 2  # --max-downloads reached the worker's download cap
     _assert_same_output(out, reference)
 
-    assert [r.status for r in server.requests_for(paths[0])] == [429, 503, 200]
+    # no Content-Length and a close at a member boundary: the length is asked for, the rest fetched
+    assert [(r.method, r.status) for r in server.requests_for(paths[0])] == [
+        ("GET", 429), ("GET", 503), ("GET", 200), ("HEAD", 200), ("GET", 206)]
+    assert server.requests_for(paths[0])[-1].range == f"bytes={member_end}-"
     second = server.requests_for(paths[1])
     assert [r.status for r in second] == [200, 206, 206]
     assert second[0].range is None and all(r.range and r.range != "bytes=0-" for r in second[1:])  # Range resume
     assert [(r.status, r.range) for r in server.requests_for(paths[2])] == [(200, None), (200, None)]  # bad gzip: from 0
     stats = json.loads((out / "stats.json").read_text())
     c = stats["counters"]
-    assert (c["download_retries"], c["downloads_resumed"], c["segments_downloaded"]) == (5, 1, 3)
+    assert (c["download_retries"], c["downloads_resumed"], c["segments_downloaded"]) == (6, 2, 3)
     reports = {json.loads(line)["path"]: json.loads(line) for line in (out / "files.jsonl").read_text().splitlines()}
-    assert [reports[p]["download"]["attempts"] for p in paths] == [3, 3, 2]
+    assert [reports[p]["download"]["attempts"] for p in paths] == [4, 3, 2]
     assert "bad gzip" in reports[paths[2]]["download"]["retries"][0]
-    assert "5 retries, 1 resumed with Range" in stdout
+    assert reports[paths[0]]["download"]["retries"][2] == f"truncated body: have {member_end} of {len(body)} bytes (from HEAD)"
+    assert "6 retries, 2 resumed with Range" in stdout
     assert "retry 2/8" in stderr and "Retry-After 1 s" in stderr  # the retries are logged
 
 
