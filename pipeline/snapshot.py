@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import zlib
 import logging
 import random
 import re
@@ -28,8 +27,9 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable
 
 from pipeline.download import (

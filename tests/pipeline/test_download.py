@@ -7,7 +7,6 @@ import email.utils
 import fcntl
 import gzip
 import logging
-import os
 import pickle
 import random
 import socket
