@@ -652,12 +652,13 @@ def _probe_length(t: _Transfer) -> tuple[int | None, str]:
 
 
 def _verify(t: _Transfer, part: PartialFile, outcome: _Attempt, is_gzip: bool,
-            check_content: Callable[[Path], str | None] | None) -> None:
+            check_content: Callable[[Path], str | None] | None, slots: DownloadSlots) -> None:
     size = part.size()
     expected, source = outcome.expected_total, "announced"
     if expected is None and not outcome.chunked_complete:
         # Close-delimited: the connection ended, which a cut transfer does too.
-        expected, source = _probe_length(t)
+        with slots:
+            expected, source = _probe_length(t)
         if expected is None:
             raise _AttemptFailed(
                 f"unverifiable: the body ({size} bytes) had no Content-Length and ended when the "
@@ -767,7 +768,7 @@ def fetch_to_file(
                 finally:
                     transferred += outcome.received
                     resumed = resumed or outcome.resumed
-                _verify(t, part, outcome, is_gzip, check_content)
+                _verify(t, part, outcome, is_gzip, check_content, slots)
             except _AttemptFailed as failure:
                 if not failure.keep_part:
                     part.restart()
