@@ -69,6 +69,11 @@ def marker_record(stage: str, **extra) -> dict:
     return {"stage": stage, "format_version": STAGE_FORMATS[stage], **extra}
 
 
+def marker_bytes(stage: str, **extra) -> bytes:
+    """The marker file's bytes (the same on every filesystem)."""
+    return (json.dumps(marker_record(stage, **extra), indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
 def parse_marker(data: bytes | str) -> dict | None:
     """A marker's content, or None when it is not a marker (not JSON, no stage)."""
     try:
@@ -163,8 +168,8 @@ def write_marker(directory: str | os.PathLike, stage: str, **extra) -> None:
     path = os.path.join(meta, MARKER_FILE)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(marker_record(stage, **extra), indent=1, sort_keys=True) + "\n")
+        with open(tmp, "wb") as f:
+            f.write(marker_bytes(stage, **extra))
         os.replace(tmp, path)
     finally:
         if os.path.lexists(tmp):

@@ -40,7 +40,7 @@ from pipeline.contracts import (
     MARKER_FILE,
     META_DIR,
     claim_problem,
-    marker_record,
+    marker_bytes,
     ownership_problem,
     parse_marker,
     remove_tree_no_follow,
@@ -222,10 +222,6 @@ def write_json(path: str, data) -> None:
         f.write(json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
 
 
-def _exists(path: str) -> bool:
-    return os.path.exists(path) if _is_local(path) else FileSystems.exists(path)
-
-
 def _is_nonempty_dir(path: str) -> bool:
     if _is_local(path):
         return os.path.isdir(path) and any(os.scandir(path))
@@ -278,7 +274,7 @@ def check_output(output: str, overwrite: bool) -> None:
 def write_marker(directory: str, stage: str = STAGE) -> None:
     """A stage's marker, on any Beam filesystem (see pipeline/contracts.py)."""
     with FileSystems.create(FileSystems.join(directory, META_DIR, MARKER_FILE)) as f:
-        f.write(json.dumps(marker_record(stage), indent=1, sort_keys=True).encode("utf-8") + b"\n")
+        f.write(marker_bytes(stage))
 
 
 def create_staging(output: str) -> str:
