@@ -258,9 +258,6 @@ def check_output(output: str, overwrite: bool) -> None:
     The job's own outputs carry OUTPUT/.cc100/stage.json (written into the staging directory,
     so it arrives with the rename); anything else that is not empty is never touched.
     """
-    name = undecodable_name(output)
-    if name:  # stats.json and the Parquet footers record it as UTF-8
-        raise CorpusIOError(f"--output {name}: the path is not valid UTF-8; choose another name")
     problem = output_problem(output)
     if problem:
         raise CorpusIOError(f"--output {problem}")

@@ -35,7 +35,7 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from pipeline.buckets import CUTOFFS_FILE, AssignBuckets, format_language_table, summarize_counters  # noqa: E402
-from pipeline.contracts import describe_os_error, find_os_error  # noqa: E402
+from pipeline.contracts import describe_os_error, find_os_error, undecodable_name  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
 from pipeline.download import DownloadError, redact_url  # noqa: E402
 from pipeline.io import (  # noqa: E402
@@ -134,6 +134,17 @@ def resolve_segments(config: CorpusConfig, work_dir: str, files: list[str]) -> l
         raise CorpusIOError(str(e)) from None
 
 
+def check_path_names(config: CorpusConfig) -> None:
+    """CorpusIOError for a path flag that is not valid UTF-8: stats.json and the Parquet footers
+    record every path as UTF-8, so such a run would fail at its very end."""
+    for flag, path in (("--output", config.output), ("--work-dir", config.work),
+                       ("--download-cache", config.download_cache), ("--lm-dir", config.lm_dir),
+                       ("--lid-model", config.lid_model), ("--cutoffs", config.cutoffs)):
+        name = path and undecodable_name(path)
+        if name:
+            raise CorpusIOError(f"{flag} {name}: the path is not valid UTF-8; choose another name")
+
+
 def n_dedup_groups(n_files: int, group_size: int | None) -> int:
     return -(-n_files // group_size) if group_size else 1
 
@@ -218,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     work_existed = "://" not in work_dir and os.path.isdir(work_dir)
     try:
         files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
+        check_path_names(config)
         check_output(config.output, config.overwrite)
         models = validate_models(config.lid_model, config.lm_dir, config.langs, config.cutoffs)
         work_state = check_work_dir(work_dir, fingerprint, config.overwrite)

@@ -282,6 +282,13 @@ def test_input_file_name_that_is_not_utf8_is_refused_before_any_work(tmp_path, c
     assert err.strip().endswith(r"the file name '" + str(tmp_path) + r"/seg\udcff.warc.wet.gz' is not valid "
                                 "UTF-8; rename the file")
     assert not out.exists() and not (tmp_path / "out.work").exists()
+    good = tmp_path / "a.warc.wet.gz"
+    good.write_bytes(gzip_members(_records("a")))
+    for flag in ("--output", "--work-dir"):  # recorded in stats.json: refused before the run, not after it
+        argv = ["--input", str(good), "--output", str(out), flag, os.fsdecode(os.fsencode(tmp_path) + b"/o\xff")]
+        code, _, err = _main(argv, capsys)
+        assert code == 2 and err == f"cc100 corpus: {flag} '{tmp_path}/o\\udcff': the path is not valid UTF-8; choose another name\n"
+    assert sorted(os.listdir(tmp_path)) == ["a.warc.wet.gz", os.fsdecode(b"seg\xff.warc.wet.gz")]
 
 
 def test_full_disk_is_one_line_and_keeps_the_previous_output(tmp_path, capsys, monkeypatch):
