@@ -199,19 +199,12 @@ def remove_owned_tree(directory: str | os.PathLike, stage: str, missing_ok: bool
 
 
 def remove_tree_no_follow(path: str | os.PathLike) -> None:
-    """rmtree that never leaves the tree: a link at `path` is unlinked, links inside unlinked."""
+    """rmtree that never leaves the tree: a link at `path` is unlinked (its target stays), and
+    shutil.rmtree unlinks the links inside (it does not descend into them; on Linux its
+    fd-based walk also resists a link swapped in while it runs)."""
     path = os.fspath(path)
     if os.path.islink(path) or not os.path.isdir(path):
         os.unlink(path)
-        return
-    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux has the fd-based walk
-        for root, dirs, files in os.walk(path, topdown=False, followlinks=False):
-            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-                os.unlink(os.path.join(root, name))
-            for name in dirs:
-                if not os.path.islink(os.path.join(root, name)):
-                    os.rmdir(os.path.join(root, name))
-        os.rmdir(path)
         return
     shutil.rmtree(path)
 
