@@ -374,6 +374,28 @@ def make_runner(config: CorpusConfig, options: PipelineOptions):
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
+    disable_timed_data_flush()
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options(drop_default=True))
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
     return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
+def disable_timed_data_flush() -> None:
+    """Make the local runner's data plane send a bundle's input only from the sending thread.
+
+    Beam's FnApiRunner sends every bundle's input to its gRPC workers (--workers > 1) through a
+    `TimeBasedBufferingClosableOutputStream` (worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 1000).
+    Its timer thread flushes with `flush_callback(self.get()); self._clear()` while the runner
+    thread keeps writing, and `write` takes no lock: whatever is written while the callback
+    waits (a full send queue, i.e. a busy worker) is cleared unsent. Whole chunks of a stage's
+    input vanish and the job exits 0 (issue #14: documents and dedup losses, under CPU load).
+    With the limit at 0 the stream only flushes when the runner closes it: a bundle's input
+    goes as one message, as the input of a GroupByKey already does. docs/beam_data_plane_race.md
+    has the reproduction and the report for Beam.
+    """
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    if not hasattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS"):  # Beam changed: re-check the race
+        raise RuntimeError("apache_beam.runners.portability.fn_api_runner.worker_handlers has no "
+                           "DATA_BUFFER_TIME_LIMIT_MS any more; see docs/beam_data_plane_race.md")
+    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0

@@ -427,6 +427,27 @@ class ProcessSegmentFn(beam.DoFn):
                 self._inc("download_bytes", result.bytes)
                 self._inc("downloads_resumed", int(result.resumed))
 
+        report = self._spool_segment(segment, local, spool)
+        if download is not None:
+            self.fetcher.discard(segment.name)  # bounded disk: the spool holds what we need
+        self._inc("segments_parsed")
+        if report["unreadable"]:  # maybe transient (a gs:// hiccup): not checkpointed, no document
+            for name in ("files_read", "files_failed", "segments_failed"):
+                self._inc(name)
+            LOG.warning("segment %s FAILED: %s", segment.name, report["error"])
+            yield beam.pvalue.TaggedOutput(self.FAILED, {
+                "path": segment.name, "reason": report["error"], "attempts": 1, "status": None,
+                "permanent": False, "documents_discarded": report["documents"],
+                "problem": f"read failed, none of its {report['documents']} documents kept: {report['error']}"})
+            return
+        _, docs = open_spool(spool)  # all of the segment or nothing: only a committed spool is read
+        yield from docs
+        yield from self._finish({**report, "source": "download" if segment.remote else "file",
+                                 **({"download": download} if download else {})})
+
+    def _spool_segment(self, segment: Segment, local: str, spool: str) -> dict:
+        """Parse the segment into its spool (committed only when the whole file was read);
+        returns its report. No document leaves before the read is complete (issue #15 §5)."""
         report_obj = WetFileReport(segment.name)
         writer = SpoolWriter(spool)
         try:
@@ -434,10 +455,9 @@ class ProcessSegmentFn(beam.DoFn):
                 if segment.remote:
                     doc = doc.replace(cc_segment=segment.name)
                 writer.add(doc)
-                yield doc
             report_obj.path = segment.name
             report = {**report_obj.to_dict(), "unreadable": report_obj.unreadable}
-            if report_obj.unreadable:  # maybe transient (a gs:// hiccup): not checkpointed
+            if report_obj.unreadable:
                 writer.abort()
             else:
                 writer.commit(report)
@@ -445,11 +465,7 @@ class ProcessSegmentFn(beam.DoFn):
         except BaseException:
             writer.abort()
             raise
-        if download is not None:
-            self.fetcher.discard(segment.name)  # bounded disk: the spool holds what we need
-        self._inc("segments_parsed")
-        yield from self._finish({**report, "source": "download" if segment.remote else "file",
-                                 **({"download": download} if download else {})})
+        return report
 
     def _finish(self, report: dict):
         for name, n in report_counts(report).items():
@@ -496,7 +512,7 @@ class ReadSegments(beam.PTransform):
         )
         if self.report_path:
             failed = results[ProcessSegmentFn.FAILED] | "MarkFailed" >> beam.Map(
-                lambda f: {**f, "failed": True, "problems": [f"download failed: {f['reason']}"]})
+                lambda f: {**f, "failed": True, "problems": [f.get("problem") or f"download failed: {f['reason']}"]})
             _ = (
                 (results[ProcessSegmentFn.REPORTS], failed)
                 | "AllSegmentReports" >> beam.Flatten()
