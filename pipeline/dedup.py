@@ -19,6 +19,8 @@ batches, so the number of shuffled elements does not grow with the number of par
      as one array per block;
   3. a `GroupByKey` per block joins its documents with their loss rows.
 A worker holds one hash shard's occurrences (24 bytes each, no text) or one block's documents.
+Each shuffle is counted on both sides (dedup_documents_in / _occurrences_out / _occurrences_in /
+_loss_rows_out / _loss_rows_applied), and pipeline/conservation.py fails a run where they differ.
 Documents cross the shuffle as bytes (`documents_to_bytes`: pickled once per batch). An earlier
 version shuffled one element per (document, distinct paragraph), one per loss and one per
 document: Beam's per-element cost was the largest item of the job's profile (docs/benchmarks.md).

@@ -4,9 +4,11 @@
                  --output DIR [--workers N] [--min-len 300] [--dedup ccnet|keep-first]
                  [--dedup-group-size N] [--lm-dir DIR] [--langs en,fr] [--overwrite] [Beam flags]
 
-`main` checks inputs, output, models and the work directory before anything runs, builds the
-chain of stages (`build_pipeline`), runs it on the local FnApiRunner (or the --runner given),
-then writes stats.json and commits the staging directory to --output by rename. Segments whose
+`main` removes what killed runs on the same output left (pipeline/leftovers.py), checks inputs,
+output, models and the work directory before anything runs, builds the chain of stages
+(`build_pipeline`), runs it on the local FnApiRunner (or the --runner given), checks that no
+stage lost data (pipeline/conservation.py; a mismatch commits nothing and exits 1), then writes
+stats.json and commits the staging directory to --output by rename. Segments whose
 download failed for good are reported; without --allow-failed-segments nothing is committed,
 the run exits 1, and the work directory keeps every finished segment for the re-run.
 """

@@ -20,22 +20,14 @@ from pathlib import Path
 
 import torch
 
+from pipeline.leftovers import pid_alive  # standard library only
+
 FORMAT = "cc100-pretrain-checkpoint-v1"
 CHECKPOINT = "checkpoint.pt"
 
 
 class CheckpointError(ValueError):
     """Missing, unreadable or incompatible checkpoint (message names the file)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def remove_dead_temporaries(path: str | os.PathLike) -> list[Path]:
@@ -46,7 +38,7 @@ def remove_dead_temporaries(path: str | os.PathLike) -> list[Path]:
     removed = []
     for tmp in path.parent.glob(f".{path.name}.tmp*"):
         match = pattern.fullmatch(tmp.name)
-        if match and not tmp.is_symlink() and tmp.is_file() and not _pid_alive(int(match.group(1))):
+        if match and not tmp.is_symlink() and tmp.is_file() and not pid_alive(int(match.group(1))):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
