@@ -16,8 +16,10 @@ the expensive part of a run, and the only part that is per segment. So it is che
 segment and writes its spool while passing the Documents on. Everything after it - paragraph
 dedup (whose groups span segments), LID, perplexity, buckets, writing - is recomputed from the
 documents of all segments on every run; so a resumed run skips only download + parse, and its
-output is identical to an uninterrupted run's. A segment whose download fails for good goes to
-a tagged output (never silently skipped); its absence is reported, and a re-run fetches it.
+output is identical to an uninterrupted run's. A segment's documents leave only from its
+committed spool, so they reach the output entirely or not at all. A segment whose download fails
+for good, or whose read breaks off, goes to a tagged output (never silently skipped, never
+half kept); its absence is reported, and a re-run fetches it.
 """
 
 from __future__ import annotations
