@@ -244,15 +244,14 @@ def split_segments(spec: str, per_task: int) -> list[str]:
 # argument lists (one per stage; the CLI contracts are in README "Pipeline stages")
 
 
-def _langs_flag(flag: str, langs: tuple[str, ...], comma: bool) -> list[str]:
-    if not langs:
-        return []
-    return [flag, ",".join(langs)] if comma else [flag, *langs]
+def _langs_flag(langs: Iterable[str]) -> list[str]:
+    langs = tuple(langs)
+    return ["--langs", ",".join(langs)] if langs else []
 
 
 def lm_args(cfg: PipelineConfig, output: Path, langs: Iterable[str]) -> list[str]:
     return ["lm", "--reference", cfg.reference_dir, "--output", str(output),
-            *_langs_flag("--langs", tuple(langs), comma=True), *cfg.extra("lm")]
+            *_langs_flag(langs), *cfg.extra("lm")]
 
 
 def beam_flags(options: Mapping) -> list[str]:
@@ -316,13 +315,13 @@ def vocab_args(cfg: PipelineConfig, corpus: Path, output: Path) -> list[str]:
             "--vocab-size", str(cfg.vocab_size), "--alpha", str(cfg.alpha), "--seed", str(cfg.seed)]
     if cfg.sentences:
         argv += ["--sentences", str(cfg.sentences)]
-    return argv + _langs_flag("--langs", cfg.langs, comma=False) + cfg.extra("vocab")
+    return argv + _langs_flag(cfg.langs) + cfg.extra("vocab")
 
 
 def tokenize_args(cfg: PipelineConfig, corpus: Path, vocab: Path, output: Path) -> list[str]:
     return (["tokenize", "--corpus", str(corpus), "--vocab", str(vocab), "--output", str(output),
              "--workers", str(cfg.workers)]
-            + _langs_flag("--languages", cfg.langs, comma=False) + cfg.extra("tokenize"))
+            + _langs_flag(cfg.langs) + cfg.extra("tokenize"))
 
 
 def pretrain_args(cfg: PipelineConfig, shards: Path, vocab: Path, output: Path) -> list[str]:

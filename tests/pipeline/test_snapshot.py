@@ -197,7 +197,7 @@ def test_cli_lists_downloads_and_reports_failures(crawl, tmp_path, capsys, monke
         monkeypatch.delenv(name.upper(), raising=False)
     server, root, paths = crawl
     common = ["--snapshot", SNAPSHOT, "--cc-base-url", server.base_url,
-              "--cache-dir", str(tmp_path / "cache"), "--max-attempts", "2"]
+              "--download-cache", str(tmp_path / "cache"), "--max-attempts", "2"]
 
     assert main(common + ["--segments", "0,2", "--list"]) == 0
     assert capsys.readouterr().out.split() == [server.url(paths[0]), server.url(paths[2])]
@@ -210,7 +210,7 @@ def test_cli_lists_downloads_and_reports_failures(crawl, tmp_path, capsys, monke
     assert main(common + ["--segments", "0-2", "--allow-failed-segments"]) == 0
     assert "2 already cached, 1 failed" in capsys.readouterr().out
 
-    assert main(["--snapshot", "CC-MAIN-2019", "--cache-dir", str(tmp_path)]) == 2
+    assert main(["--snapshot", "CC-MAIN-2019", "--download-cache", str(tmp_path)]) == 2
     assert "invalid snapshot name 'CC-MAIN-2019'" in capsys.readouterr().err
     assert main(common + ["--segments", "7"]) == 2
     assert "segment 7 does not exist" in capsys.readouterr().err
