@@ -57,6 +57,14 @@ RETRIES = int(os.environ.get("CC100_DAG_RETRIES", "3"))
 RETRY_DELAY_S = float(os.environ.get("CC100_DAG_RETRY_DELAY_S", "600"))
 
 
+def work_dir_default() -> dict:
+    """Param kwargs of `work_dir`: $CC100_WORK_DIR as the default when set, else no default, so
+    the trigger form asks for it (a scheduled DAG needs the env: Airflow refuses required params
+    without a default there)."""
+    value = os.environ.get("CC100_WORK_DIR", "")
+    return {"default": value} if value else {}
+
+
 class StageError(RuntimeError):
     """A stage could not run or failed; the message names the stage and says what to do."""
 
