@@ -31,8 +31,21 @@ class DropNoise(logging.Filter):
         return not str(record.msg).startswith(NOISE)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record is emitted (as logging's last-resort handler
+    does), so a later redirection (contextlib.redirect_stderr, pytest's capsys) is followed."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def _handler() -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
     handler.addFilter(DropNoise())
     return handler
