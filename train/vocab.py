@@ -378,8 +378,10 @@ def _train_child() -> None:
     Path(job["model"]).write_bytes(model.getvalue())
 
 
-def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print) -> tuple[bytes, list[str]]:
-    """Train the unigram model on the sample; return the serialized model and SentencePiece's log.
+def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print,
+                        log_lines: list[str] | None = None) -> bytes:
+    """Train the unigram model on the sample; return the serialized model. SentencePiece's whole
+    log is appended to `log_lines` when given.
 
     The trainer runs in a child process, so that its log can be condensed while it runs and the
     run stopped as soon as the log shows --vocab-size cannot be reached (SentencePiece itself
@@ -387,6 +389,8 @@ def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print) -> tuple[byte
     what size would work.
     """
     watch = SentencePieceLog(cfg, log)
+    if log_lines is not None:
+        watch.lines = log_lines
     model_path = sample.with_name("model.bin")
     job = {"seed": cfg.seed, "sample": str(sample), "model": str(model_path),
            "options": _trainer_options(cfg)}
@@ -420,7 +424,7 @@ def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print) -> tuple[byte
                 f"pieces need at least {m.group(2)}"
             )
         raise VocabError(f"SentencePiece training failed: {msg}")
-    return model_path.read_bytes(), watch.lines
+    return model_path.read_bytes()
 
 
 # -- CLI ------------------------------------------------------------------------------------
@@ -576,7 +580,8 @@ def run(cfg: VocabConfig, log=print) -> dict:
             f"{cfg.threads} threads (this is the long part)"
         )
         t0 = time.perf_counter()
-        model, spm_log = train_sentencepiece(sample, cfg, log)
+        spm_log: list[str] = []
+        model = train_sentencepiece(sample, cfg, log, spm_log)
         t_train = time.perf_counter() - t0
 
     cfg.output.mkdir(parents=True, exist_ok=True)
