@@ -28,6 +28,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -249,10 +250,45 @@ def draw_language(data: LanguageData, k: int, seed: int, stats: DrawStats) -> It
             stats.nlines_mismatch += 1
 
 
+class DistinctLines:
+    """The first copy of each line of the sample, kept while they are few (a small corpus drawn
+    with many repeats, e.g. the shared samples with the default 2M sentences). SentencePiece's
+    seed pieces of this short text bound those of the whole sample: a substring seen once here
+    repeats only inside copies of its line, which makes it a seed only if the line is one word
+    (counted in `one_word`). So `precheck_vocab_size` can refuse a --vocab-size in seconds,
+    before SentencePiece reads and indexes the whole sample."""
+
+    def __init__(self, path: Path, limit: int):
+        self.path, self.limit = path, limit
+        self.seen: set[int] = set()
+        self.one_word = 0
+        self.too_many = False
+        self._out = open(path, "w", encoding="utf-8", newline="\n")
+
+    def add(self, line: str) -> None:
+        if self.too_many:
+            return
+        key = hash(line)
+        if key in self.seen:
+            return
+        if len(self.seen) >= self.limit:  # not a repetitive sample: the check would not be quick
+            self.too_many = True
+            self._out.close()
+            return
+        self.seen.add(key)
+        self.one_word += len(line.split()) == 1
+        self._out.write(line + "\n")
+
+    def close(self) -> None:
+        self._out.close()
+
+
 def write_sample(
-    data: dict[str, LanguageData], plan: dict[str, dict], seed: int, path: Path, log
+    data: dict[str, LanguageData], plan: dict[str, dict], seed: int, path: Path, log,
+    distinct: DistinctLines | None = None,
 ) -> dict[str, DrawStats]:
-    """Draw every language's lines into one text file (one sentence per line)."""
+    """Draw every language's lines into one text file (one sentence per line); `distinct` gets
+    each line too."""
     stats = {}
     total = sum(row["sentences"] for row in plan.values())
     progress = Progress(total, "lines", log=lambda line: log(f"[vocab] drawing: {line}"),
@@ -264,6 +300,8 @@ def write_sample(
             for n, line in enumerate(draw_language(data[lang], row["sentences"], seed, st), 1):
                 out.write(line)
                 out.write("\n")
+                if distinct is not None:
+                    distinct.add(line)
                 if n % 10_000 == 0:
                     progress.update(before + n)
             before += row["sentences"]
@@ -288,8 +326,9 @@ class SentencePieceLog:
     pieces through every EM pass, and the final vocabulary adds at most the alphabet and the
     META_PIECES to them. So a size above that bound fails before the long EM rounds."""
 
-    def __init__(self, cfg: VocabConfig, log, clock=time.perf_counter):
+    def __init__(self, cfg: VocabConfig, log, clock=time.perf_counter, extra_pieces: int = 0):
         self.cfg, self.log, self.clock, self.t0 = cfg, log, clock, clock()
+        self.extra_pieces = extra_pieces  # pieces the bound allows beyond the seed pieces
         self.lines: list[str] = []
         self.numbers: dict[str, int] = {}
         self.error = ""
@@ -299,8 +338,12 @@ class SentencePieceLog:
         if not self.cfg.quiet:
             self.log(f"[vocab] SentencePiece {text} ({self.clock() - self.t0:.0f}s)")
 
+    def bound(self) -> int:
+        """The largest vocabulary the log has shown so far to be possible."""
+        return self._bound(self.numbers.get("pieces", self.numbers.get("seeds", 0)))
+
     def _bound(self, pieces: int) -> int:
-        return pieces + self.numbers.get("alphabet", 0) + META_PIECES
+        return pieces + self.numbers.get("alphabet", 0) + META_PIECES + self.extra_pieces
 
     def feed(self, line: str) -> str | None:
         """One log line; returns a VocabError message when --vocab-size cannot be reached."""
@@ -324,7 +367,7 @@ class SentencePieceLog:
             self._say(f"{pieces:,} seed pieces; EM rounds until {self.cfg.vocab_size:,} remain "
                       "(the long part)")
         elif m := re.search(r"EM sub_iter=(\d+) size=(\d+) obj=([\d.]+)", line):
-            pieces = int(m.group(2))
+            pieces = self.numbers["pieces"] = int(m.group(2))
             if m.group(1) == "1":  # the end of a round, before it prunes
                 self.rounds += 1
                 self._say(f"EM round {self.rounds}: {pieces:,} pieces, objective {m.group(3)}")
@@ -333,7 +376,8 @@ class SentencePieceLog:
             return (f"--vocab-size {self.cfg.vocab_size} is too large for this sample: SentencePiece "
                     f"can build at most {self._bound(pieces)} pieces from it (its "
                     f"{'seed pieces' if 'EM' not in line else 'pieces after an EM pass'}: "
-                    f"{pieces:,}, plus the alphabet and {META_PIECES} special and byte pieces). Use "
+                    f"{pieces:,}, plus the alphabet, {META_PIECES} special and byte pieces"
+                    f"{f' and {self.extra_pieces:,} one-word lines' if self.extra_pieces else ''}). Use "
                     "a smaller --vocab-size, more text (--sentences, more corpus), or "
                     "--allow-smaller-vocab")
         return None
@@ -379,16 +423,18 @@ def _train_child() -> None:
 
 
 def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print,
-                        log_lines: list[str] | None = None) -> bytes:
+                        log_lines: list[str] | None = None, watch: SentencePieceLog | None = None,
+                        stop_at_seeds: bool = False) -> bytes:
     """Train the unigram model on the sample; return the serialized model. SentencePiece's whole
-    log is appended to `log_lines` when given.
+    log is appended to `log_lines` when given. With `stop_at_seeds`, stop once the seed pieces
+    are counted (and `--vocab-size` found within reach): returns b"".
 
     The trainer runs in a child process, so that its log can be condensed while it runs and the
     run stopped as soon as the log shows --vocab-size cannot be reached (SentencePiece itself
     says so only at the very end). Errors about the vocabulary size become a VocabError saying
     what size would work.
     """
-    watch = SentencePieceLog(cfg, log)
+    watch = watch or SentencePieceLog(cfg, log)
     if log_lines is not None:
         watch.lines = log_lines
     model_path = sample.with_name("model.bin")
@@ -404,6 +450,8 @@ def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print,
         for line in child.stderr:
             if message := watch.feed(line):
                 raise VocabError(message)
+            if stop_at_seeds and "seeds" in watch.numbers:
+                return b""
     finally:
         if child.poll() is None:
             child.kill()
@@ -425,6 +473,20 @@ def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print,
             )
         raise VocabError(f"SentencePiece training failed: {msg}")
     return model_path.read_bytes()
+
+
+def precheck_vocab_size(distinct: DistinctLines, cfg: VocabConfig, log) -> None:
+    """VocabError in seconds when the sample's distinct lines show --vocab-size cannot be reached
+    (see DistinctLines); nothing when the sample is not repetitive or allows smaller."""
+    distinct.close()
+    if distinct.too_many or not distinct.seen or cfg.allow_smaller_vocab:
+        return
+    t0 = time.perf_counter()
+    quiet = dataclasses.replace(cfg, quiet=True, threads=min(cfg.threads, 2))
+    watch = SentencePieceLog(quiet, log, extra_pieces=distinct.one_word)
+    train_sentencepiece(distinct.path, quiet, log, watch=watch, stop_at_seeds=True)
+    log(f"[vocab] --vocab-size {cfg.vocab_size:,} is within reach: the {len(distinct.seen):,} "
+        f"distinct lines allow at most {watch.bound():,} pieces ({time.perf_counter() - t0:.0f}s)")
 
 
 # -- CLI ------------------------------------------------------------------------------------
@@ -568,13 +630,15 @@ def run(cfg: VocabConfig, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="cc100-vocab-") as tmp:
         sample = Path(tmp) / "sample.txt"
         t0 = time.perf_counter()
-        stats = write_sample(data, plan, cfg.seed, sample, log)
+        distinct = DistinctLines(Path(tmp) / "distinct.txt", limit=max(1, cfg.sentences // 4))
+        stats = write_sample(data, plan, cfg.seed, sample, log, distinct)
         t_sample = time.perf_counter() - t0
         written = sum(s.written for s in stats.values())
         if written == 0:
             raise VocabError(f"--corpus {cfg.corpus}: the drawn lines are all blank")
         mib = sample.stat().st_size / 2**20
         log(f"[vocab] sample: {written:,} lines, {mib:,.1f} MiB in {t_sample:.1f}s")
+        precheck_vocab_size(distinct, cfg, log)
         log(
             f"[vocab] training SentencePiece unigram, {cfg.vocab_size:,} pieces, "
             f"{cfg.threads} threads (this is the long part)"

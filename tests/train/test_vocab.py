@@ -313,6 +313,24 @@ def test_too_large_vocab_fails_before_the_long_part_and_says_the_largest_size(co
     assert XLMRTokenizer(tmp_path / "b" / MODEL_NAME).num_pieces == largest
 
 
+def test_a_repetitive_sample_is_checked_on_its_distinct_lines_first(corpus, tmp_path):
+    # 20,000 lines drawn from ~1,300: SentencePiece never reads the big sample
+    args = ["--corpus", str(corpus), "--sentences", "20000", "--langs", "en,de,ru"]
+    rc, stdout, err = run_cli([*args, "--output", str(tmp_path / "a"), "--vocab-size", "100000"])
+    assert rc == 2 and err.count("\n") == 1
+    assert "--vocab-size 100000 is too large for this sample" in err and "one-word lines" in err
+    assert "[vocab] SentencePiece read" not in stdout
+    bound = int(err.split("at most ")[1].split()[0])
+    rc, stdout, err = run_cli([*args, "--output", str(tmp_path / "b"), "--vocab-size", "2000",
+                               "--quiet"])
+    assert rc == 0, err
+    assert f"--vocab-size 2,000 is within reach: the " in stdout
+    rc, stdout, err = run_cli([*args, "--output", str(tmp_path / "c"), "--vocab-size", "100000",
+                               "--allow-smaller-vocab", "--quiet"])
+    assert rc == 0, err
+    assert XLMRTokenizer(tmp_path / "c" / MODEL_NAME).num_pieces <= bound  # the bound holds
+
+
 def test_sentencepiece_log_is_condensed_and_kept_whole(trained):
     out, stdout = trained  # a --quiet run: no SentencePiece lines at all on the terminal
     assert "LOG(INFO)" not in stdout and "[vocab] SentencePiece" not in stdout
