@@ -58,7 +58,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 system-deps: ## install the Debian packages KenLM's tools need (SYSTEM_DEPS=auto|print|skip)
-	@scripts/system-deps.sh $(SYSTEM_DEPS)
+	@.ci/system-deps.sh $(SYSTEM_DEPS)
 
 tools: $(DEPS) $(TOOLS)/bin/lmplz ## build KenLM's lmplz and build_binary into .tools/bin
 

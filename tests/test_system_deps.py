@@ -1,6 +1,6 @@
 """`make demo`/`make test` install the Debian packages KenLM's tools need, or stop at once.
 
-scripts/system-deps.sh runs here against fake dpkg-query/apt-get/sudo/id on PATH (nothing is
+.ci/system-deps.sh runs here against fake dpkg-query/apt-get/sudo/id on PATH (nothing is
 installed or removed); the Makefile's wiring is checked with `make -n`.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "scripts" / "system-deps.sh"
+SCRIPT = REPO_ROOT / ".ci" / "system-deps.sh"
 PACKAGES = ["g++", "cmake", "libboost-program-options-dev", "libboost-system-dev",
             "libboost-thread-dev", "libboost-test-dev", "zlib1g-dev", "libbz2-dev", "liblzma-dev"]
 
@@ -104,7 +104,7 @@ def test_make_checks_the_packages_first_and_only_while_the_tools_are_missing(tmp
 
     for target in ("demo", "test"):
         lines = dry_run(target, tmp_path / "none")
-        assert lines[0] == "scripts/system-deps.sh auto", lines[:3]  # before any slow step
+        assert lines[0] == ".ci/system-deps.sh auto", lines[:3]  # before any slow step
         assert any(line.startswith("cmake ") for line in lines)
     built = tmp_path / "built"
     (built / "bin").mkdir(parents=True)

@@ -2,7 +2,7 @@
 give, check the Trigger button, press it, and save screenshots (docs/airflow.md, "Checking the
 trigger form in a browser").
 
-    python scripts/airflow_ui_check.py --url http://127.0.0.1:8793 --dag cc100_pipeline \
+    python tests/dags/airflow_ui_check.py --url http://127.0.0.1:8793 --dag cc100_pipeline \
         --set work_dir=/tmp/w --set input_glob=/data/x.warc.wet.gz --out /tmp/ui
 
 Needs Chromium (Debian: apt-get install -y chromium) and the `websockets` package (an Airflow
@@ -125,7 +125,7 @@ async def check(url: str, dag: str, values: dict, out: Path, port: int) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="scripts/airflow_ui_check.py")
+    p = argparse.ArgumentParser(prog="tests/dags/airflow_ui_check.py")
     p.add_argument("--url", default="http://127.0.0.1:8793")
     p.add_argument("--dag", required=True)
     p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE")

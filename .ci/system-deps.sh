@@ -3,7 +3,7 @@
 # cmake, Boost, zlib/bzip2/xz headers). Called by the Makefile before anything slow, so a machine
 # that lacks them is told within seconds, never after minutes of venv installation.
 #
-#   scripts/system-deps.sh [auto|print|skip]     (make: SYSTEM_DEPS=auto|print|skip)
+#   .ci/system-deps.sh [auto|print|skip]     (make: SYSTEM_DEPS=auto|print|skip)
 #
 # auto   Debian/Ubuntu: install the missing packages with apt-get when running as root, or
 #        through `sudo -n` when sudo works without a password; otherwise exit 1 at once with the
