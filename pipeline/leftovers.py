@@ -14,7 +14,7 @@ its own and dead:
   committed, no --keep-work, no failed segment, that work dir) is removed when nothing in it is
   newer than that stats.json and no staging directory of OUTPUT is alive.
 
-Local paths only: object stores have no process to ask (a leftover there is logged, not removed).
+Local paths only: object stores have no process to ask, so a leftover there is left alone.
 """
 
 from __future__ import annotations
