@@ -349,6 +349,7 @@ def test_output_holding_a_finished_run_or_other_files_is_refused(tmp_path, capsy
     [
         (["--workers", "0"], "--workers must be >= 1"),
         (["--min-len", "-1"], "--min-len must be >= 0"),
+        (["--max-record-bytes", "0"], "--max-record-bytes must be >= 1"),
         (["--dedup-group-size", "0"], "--dedup-group-size must be >= 1"),
         (["--dedup", "exact"], "invalid choice: 'exact'"),
         (["--min_len", "5"], "unrecognized arguments (neither cc100 corpus flags nor Beam options): --min_len"),
@@ -414,3 +415,21 @@ def test_console_script_reports_every_bad_file_and_keeps_the_good_records(tmp_pa
     expected |= {"http://liar.example/9", "http://utf.example/0"}
     assert urls == expected
     assert c["documents_out"] == len(expected) == table.num_rows
+
+
+@pytest.mark.slow
+def test_max_record_bytes_flag_skips_and_counts_a_large_record_end_to_end(tmp_path, capsys):
+    """--max-record-bytes reaches the reader: the large record is counted once, as too large."""
+    wet = tmp_path / "a.warc.wet.gz"
+    large = warc_record(_body("large", 0) * 40, url="http://large.example/")  # about 17 KB
+    wet.write_bytes(gzip_members([warcinfo(), *_records("e")[:2], large, *_records("e")[2:]]))
+    out = tmp_path / "out"
+    code = main(["--input", str(wet), "--output", str(out), "--min-len", "100", "--lang-threshold", "0",
+                 "--max-record-bytes", "8192"])
+    assert code == 0, capsys.readouterr().err
+    stats = json.loads((out / "stats.json").read_text())
+    c = stats["counters"]
+    assert c["bad_wet_record_record_too_large"] == 1 and c["bad_wet_record"] == 1
+    assert c.get("content_length_mismatch", 0) == 0
+    assert c["documents_read"] == 5 and stats["config"]["max_record_bytes"] == 8192
+    assert "1 too large" in capsys.readouterr().out
