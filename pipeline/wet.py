@@ -49,11 +49,12 @@ MAX_RECORD_BYTES = 4 << 20
 BOUNDARY_LOOKAHEAD = 64  # bytes checked after a body to confirm its Content-Length
 VERSION_LINE_MAX = len(b"WARC/1.0\r\n")
 
-# A record boundary inside a byte stream: a line end (usually a blank line), then the version
-# line of the next record.
-_BOUNDARY_RE = re.compile(rb"\n(?:\r?\n)*WARC/1\.\d\r?\n")
-# What may follow a body whose Content-Length is right: a blank line, a record, or the end.
-_CLEAN_END_RE = re.compile(rb"\r?\n\r?\n|(?:\r?\n)*(?:WARC/1\.|\Z)")
+# What may follow a body whose Content-Length is right: the next record (after line ends) or
+# the end; or a blank line, then something else (garbage, checked further).
+_NEXT_RECORD_RE = re.compile(rb"(?:\r?\n)*(?:WARC/1\.|\Z)")
+_BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
+# The version line that starts a record. Anywhere is a record boundary: garbage or a damaged
+# separator need not end with a line end.
 _VERSION_RE = re.compile(rb"WARC/1\.\d\r?\n")
 
 # Reasons a record or byte range is skipped (counter `bad_wet_record_<reason>`).
@@ -168,20 +169,40 @@ def _decompressed_chunks(fileobj: BinaryIO, report: WetFileReport, hold: int) ->
     data = fileobj.read(READ_CHUNK)
     if not data:
         return
-    if not data.startswith(GZIP_MAGIC):
+    if not _looks_gzipped(data):
         while data:
             yield data
             data = fileobj.read(READ_CHUNK)
         return
-    while data:
-        if len(data) < len(GZIP_MEMBER_START):
+    while True:
+        if len(data) < len(GZIP_MEMBER_START):  # a member may end right at the end of a read
             data += fileobj.read(READ_CHUNK)
+            if not data:
+                return
         if data.startswith(GZIP_MEMBER_START) or GZIP_MEMBER_START.startswith(data):
             data = yield from _gzip_member(data, fileobj, report, hold)
         else:
             report.skip(GARBAGE)
             data, skipped = _skip_to_gzip_member(data, 1, fileobj)
             report.garbage_bytes += skipped
+
+
+def _looks_gzipped(head: bytes) -> bool:
+    """Is this gzip? Yes if a gzip member in the first read decodes (the first member may be
+    damaged, or garbage may come first)."""
+    i = head.find(GZIP_MEMBER_START)
+    for _ in range(8):
+        if i < 0:
+            return False
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out = inflater.decompress(head[i:], 4096)
+        except zlib.error:
+            out = None
+        if out is not None and (out or inflater.eof or len(head) - i < 1024):  # or a short file cut early
+            return True
+        i = head.find(GZIP_MEMBER_START, i + 1)
+    return False
 
 
 def _gzip_member(data: bytes, fileobj: BinaryIO, report: WetFileReport, hold: int):
@@ -430,16 +451,21 @@ def _header_fields(block: bytes) -> dict[str, str] | None:
 
 
 def _body_end_is_clean(stream: _Stream, length: int) -> bool:
-    """Does a body of `length` bytes end where a record should: blank line, next record, or EOF?
+    """Does a body of `length` bytes end where a record should: the next record, or EOF (after
+    line ends), or a blank line - then only if no record starts inside the body (a
+    Content-Length that is too long can end on a blank line of the next record's header).
 
     The end of a corrupt gzip member (a CUT) is not a clean end.
     """
     stream.ensure(length + BOUNDARY_LOOKAHEAD)
     after = stream.buf[stream.pos + length : stream.pos + length + BOUNDARY_LOOKAHEAD]
-    m = _CLEAN_END_RE.match(after)
-    if m is None:
+    at_end = stream.available() <= length + len(after)  # the lookahead holds the rest
+    m = _NEXT_RECORD_RE.match(after)
+    if m is not None and (m.end() < len(after) or at_end):
+        return not (at_end and stream.cut)
+    if _BLANK_LINE_RE.match(after) is None:
         return False
-    return m.end() < len(after) or (stream.available() <= length + len(after) and not stream.cut)
+    return _VERSION_RE.search(stream.buf, stream.pos, stream.pos + length) is None
 
 
 def _content_length(headers: dict[str, str]) -> int:
@@ -463,10 +489,10 @@ def _read_body(stream: _Stream, headers: dict[str, str], report: WetFileReport, 
         if stream.available() >= length and _body_end_is_clean(stream, length):
             return stream.take(length)
     # Content-Length is missing, lies, or is over the limit: the body ends at the next boundary.
-    m = stream.search(_BOUNDARY_RE, 0, limit)
-    if m is not None:
+    end = _next_boundary(stream, limit)
+    if end is not None:
         report.content_length_mismatch += 1
-        return stream.take(m.start() - stream.pos)
+        return stream.take(end)
     if stream.broken:
         return _lost(stream, report)
     if stream.available() > limit:
@@ -477,6 +503,18 @@ def _read_body(stream: _Stream, headers: dict[str, str], report: WetFileReport, 
     if length != len(body):
         report.content_length_mismatch += 1
     return body
+
+
+def _next_boundary(stream: _Stream, limit: int) -> int | None:
+    """Offset (from pos) where the body ends if the next record starts within `limit` bytes:
+    before the line ends that precede its version line."""
+    m = stream.search(_VERSION_RE, 0, limit)
+    if m is None:
+        return None
+    end = m.start()
+    while end > stream.pos and stream.buf[end - 1] in b"\r\n":
+        end -= 1
+    return end - stream.pos
 
 
 def _lost(stream: _Stream, report: WetFileReport) -> None:

@@ -137,6 +137,18 @@ def test_one_flipped_bit_in_a_real_sample_costs_one_record(shared_data):
         assert report.skipped == {CORRUPT_GZIP: 1} and report.error is None
 
 
+@pytest.mark.parametrize("prefix", [b"x", b"WARC/1.0\n", b"\x1e\x8b\x08"])
+def test_a_member_that_ends_exactly_at_a_read_boundary_does_not_end_the_file(shared_data, prefix):
+    """Found by the fuzzer: garbage before the first member (even a version line, or a damaged
+    gzip magic) shifts a member end onto a 64 KiB read boundary; every record is still read."""
+    data = (shared_data / "wet" / "CC-MAIN-2019-30-sample-00000.warc.wet.gz").read_bytes()
+    starts = member_offsets(data)
+    j = next(k for k in range(1, len(starts)) if READ_CHUNK - starts[k] > len(prefix))
+    garbage = prefix + b"x" * (READ_CHUNK - starts[j] - len(prefix))  # member j - 1 ends at 64 KiB
+    records, report = _parse(garbage + data)
+    assert len(records) == 341 and report.skipped == {GARBAGE: 1} and report.garbage_bytes == len(garbage)
+
+
 # -- garbage ----------------------------------------------------------------------------------
 
 
