@@ -8,6 +8,7 @@ repeat; the figure is the median difference of peak tree RSS.
 
     make lm LM_DIR=out/lm
     python -m bench.bench_record_limit --lm-dir out/lm [--repeats 2] [--code DIR]
+        [--size BYTES --max-record-bytes BYTES]
 
 --code runs another checkout's `pipeline` (PYTHONPATH=DIR), e.g. the code before the limit.
 """
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lm-dir", required=True)
     parser.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--size", type=int, default=None, help="record body bytes (default: the limit)")
+    parser.add_argument("--max-record-bytes", type=int, default=None,
+                        help="pass --max-record-bytes N to cc100 corpus (to measure records over the default)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--code", default=str(REPO), help="checkout whose pipeline runs (PYTHONPATH)")
     parser.add_argument("--json", help="write the measurements here")
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(tmp) / f"out-{name}-{repeat}"
                 command = [cc100, "corpus", "--input", samples[0], "--input", samples[1], *extra,
                            "--output", str(out), "--lm-dir", args.lm_dir, "--workers", "1"]
+                if args.max_record_bytes:
+                    command += ["--max-record-bytes", str(args.max_record_bytes)]
                 run = run_measured(command, env=env)
                 if run.returncode != 0:
                     print(run.output_tail, file=sys.stderr)
