@@ -162,7 +162,7 @@ def format_summary(stats: dict) -> str:
         ),
         f"  repaired       {_n(c['content_length_mismatch'])} wrong Content-Length, "
         f"{_n(c['invalid_utf8_records'])} invalid UTF-8 (replaced by U+FFFD); kept",
-        f"  bad files      {c['files_failed']} unreadable, {c['files_truncated']} truncated/corrupt gzip, "
+        f"  bad files      {c['files_failed']} unreadable, {c['files_truncated']} truncated gzip, "
         f"{c['files_empty']} empty, {c['files_without_conversion_records']} without conversion records",
         f"  too short      {_n(c['docs_too_short'])} documents under {cfg['min_len']} characters",
         f"  dedup          {cfg['dedup']} over {stats['dedup_groups']} group"

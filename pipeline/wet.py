@@ -9,14 +9,20 @@ next to the per-line hashing of dedup (about 2 s for the same records).
 
 `iter_wet_records` reads the byte stream itself:
 
-* gzip (multi-member, as Common Crawl writes one member per record) or plain, detected by the
-  magic bytes, decompressed with zlib. Bytes between members that are not a valid member are
-  skipped to the next gzip header (garbage); a cut, or corruption found inside a member, ends
-  the file after the last complete record;
-* records are split by Content-Length, and the split is checked: the body must be followed by a
-  blank line, the next record, or the end. If not, Content-Length lied (or is missing) and the
-  body is re-delimited at the next record boundary (a line end, then `WARC/1.x`);
-* bytes between records that are not a record are skipped up to the next `WARC/1.x` line;
+* gzip (multi-member, as Common Crawl writes one member per record) or plain, detected by a
+  gzip member that decodes in the first read; decompressed with zlib. A member's output is
+  held until its checksum is verified (up to the record limit), so a corrupt member costs its
+  own record only (CORRUPT_GZIP) and reading resumes at the next member header after its start;
+  bytes between members that are not a member are skipped to the next gzip header (GARBAGE);
+  a cut inside the last member ends the file after the last complete record;
+* records are split by Content-Length, and the split is checked: the body must be followed by
+  the next record or the end (after line ends), or by a blank line with no record starting
+  inside the body. If not, Content-Length lied (or is missing) and the body is re-delimited at
+  the next `WARC/1.x` line;
+* bytes between records that are not a record are skipped up to the next `WARC/1.x` line,
+  wherever it starts; a bad header block is skipped from just after its version line;
+* bodies over the record limit (`--max-record-bytes`) are skipped (RECORD_TOO_LARGE) while
+  holding at most about the limit;
 * headers are parsed by *name* (cc_net's positional parser broke on the 2024 layout).
 
 Every problem is counted in a `WetFileReport`, which the Beam DoFn turns into counters.
@@ -92,7 +98,7 @@ class WetFileReport:
     content_length_mismatch: int = 0  # records re-delimited at the next boundary (kept)
     garbage_bytes: int = 0
     skipped: collections.Counter = field(default_factory=collections.Counter)  # reason -> n
-    error: str | None = None  # why reading stopped early (truncated/corrupt gzip, unreadable)
+    error: str | None = None  # why reading stopped early (truncated gzip, unreadable)
     unreadable: bool = False  # the file could not be opened or read at all (error says why)
     seconds: float = 0.0
 
