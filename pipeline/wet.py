@@ -163,7 +163,7 @@ CUT = _Cut()
 
 
 def _decompressed_chunks(fileobj: BinaryIO, report: WetFileReport, hold: int) -> Iterator[bytes | _Cut]:
-    """Raw bytes -> decompressed bytes; gzip (any number of members) or plain, by magic bytes.
+    """Raw bytes -> decompressed bytes; gzip (any number of members) or plain (`_looks_gzipped`).
 
     Bytes between two gzip members that are not a member are skipped up to the next gzip header
     (GARBAGE). A member that fails to decompress (bad deflate data, wrong checksum) costs only
@@ -246,7 +246,10 @@ def _gzip_member(data: bytes, fileobj: BinaryIO, report: WetFileReport, hold: in
         if not data:
             data = fileobj.read(READ_CHUNK)
             if not data:  # the file ends inside this member: what it decoded is still right
-                held.append(inflater.flush())
+                try:
+                    held.append(inflater.flush())
+                except zlib.error:
+                    pass
                 yield from (chunk for chunk in held if chunk)
                 raise InputError("truncated gzip (the file ends inside a gzip member)")
             if member is not None:
