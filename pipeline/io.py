@@ -85,10 +85,17 @@ def match_inputs(patterns: Sequence[str]) -> list[str]:
 
 
 def partition_of(doc: Document) -> tuple[str, str]:
-    """(language, bucket) directory names of a document; safe as path components."""
-    language = _SAFE_NAME_RE.sub("_", doc.language or "") or UNDEFINED_LANGUAGE
-    bucket = _SAFE_NAME_RE.sub("_", doc.bucket or "") or ALL_BUCKETS
-    return language, bucket
+    """(language, bucket) directory names of a document; safe as path components.
+
+    Language identification drops labels that are not language codes; this is the second
+    line: no name can be "." or ".." or hidden, or hold a separator.
+    """
+    return _path_part(doc.language, UNDEFINED_LANGUAGE), _path_part(doc.bucket, ALL_BUCKETS)
+
+
+def _path_part(name: str | None, default: str) -> str:
+    part = _SAFE_NAME_RE.sub("_", name or "") or default
+    return "_" + part if part.startswith(".") else part
 
 
 def shard_of(doc: Document, n_shards: int) -> int:

@@ -94,7 +94,8 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
         fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
                               config.retry_policy())
     docs = p | "ReadSegments" >> ReadSegments(
-        segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT))
+        segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT),
+        max_record_bytes=config.max_record_bytes)
     docs = docs | "DedupParagraphs" >> DedupParagraphs(
         [s.name for s in segments], config.dedup, config.dedup_group_size,
         top_lines_path=FileSystems.join(root, TOP_LINES_FILE))
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     _setup_logging(args.verbose)
     work_dir = config.work
-    fingerprint = work_fingerprint(config.min_len)
+    fingerprint = work_fingerprint(config.min_len, config.max_record_bytes)
     work_state = None
     remove_leftovers(config, work_dir)
     work_existed = "://" not in work_dir and os.path.isdir(work_dir)

@@ -31,6 +31,7 @@ from pipeline.lid import DEFAULT_THRESHOLD, LID_MODES, parse_langs
 from pipeline.near_dedup import UNITS as NEAR_DEDUP_UNITS
 from pipeline.near_dedup import NearDedupConfig
 from pipeline.snapshot import DEFAULT_BASE_URL, parse_segments, validate_base_url, validate_snapshot
+from pipeline.wet import MAX_RECORD_BYTES
 
 # The local runner used when no --runner is given. Beam 2.77's DirectRunner first tries the
 # Prism runner, which downloads a Go binary from the internet (it fails offline, then falls
@@ -45,6 +46,7 @@ class CorpusConfig:
     output: str  # output directory (local path or gs://...)
     workers: int = 1  # local runner parallelism (processes)
     min_len: int = 300  # cc_net: documents with a shorter raw_content are dropped
+    max_record_bytes: int = MAX_RECORD_BYTES  # larger WET record bodies are skipped (counted)
     dedup: str = "ccnet"  # ccnet | keep-first
     dedup_group_size: int | None = None  # segments per dedup group; None = all input
     docs_per_file: int = 50_000  # upper bound of documents per Parquet file (memory of a writer)
@@ -116,6 +118,8 @@ class CorpusConfig:
             raise ValueError(f"workers: --workers must be >= 1, got {self.workers}")
         if self.min_len < 0:
             raise ValueError(f"min_len: --min-len must be >= 0, got {self.min_len}")
+        if self.max_record_bytes < 1:
+            raise ValueError(f"max_record_bytes: --max-record-bytes must be >= 1, got {self.max_record_bytes}")
         if self.dedup not in DEDUP_MODES:
             raise ValueError(f"dedup: --dedup must be one of {', '.join(DEDUP_MODES)}, got {self.dedup!r}")
         if self.dedup_group_size is not None and self.dedup_group_size < 1:
@@ -186,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="parallel worker processes of the local runner (default 1)")
     parser.add_argument("--min-len", type=int, default=300, metavar="CHARS",
                         help="drop documents whose text is shorter (default 300, cc_net's value)")
+    parser.add_argument("--max-record-bytes", type=int, default=MAX_RECORD_BYTES, metavar="N",
+                        help="skip (and count as record_too_large) WET records whose body is "
+                        f"larger (default {MAX_RECORD_BYTES}: 4 MiB; Common Crawl truncates "
+                        "fetched pages at 1 MiB)")
     parser.add_argument("--dedup", choices=DEDUP_MODES, default="ccnet",
                         help="ccnet: a paragraph found in 2+ documents is removed from all of them "
                         "(default); keep-first: keep its first copy by (segment, record)")
@@ -276,6 +284,7 @@ def parse_args(argv: list[str]) -> tuple[CorpusConfig, argparse.Namespace]:
             output=args.output,
             workers=args.workers,
             min_len=args.min_len,
+            max_record_bytes=args.max_record_bytes,
             dedup=args.dedup,
             dedup_group_size=args.dedup_group_size,
             docs_per_file=args.docs_per_file,

@@ -5,7 +5,8 @@ wet.paths.gz (`--snapshot`), fetched over HTTP with retries and Range resume
 (pipeline/snapshot.py). Turning a segment into Documents (download, parse, --min-len filter) is
 the expensive part of a run, and the only part that is per segment. So it is checkpointed:
 
-    WORK/work.json                      what the spools were made with (min_len, format)
+    WORK/work.json                      what the spools were made with (min_len, max_record_bytes,
+                                        format)
     WORK/segments/{name}-{key}.parquet  a finished segment: its Documents (PARQUET_SCHEMA, before
                                         dedup, record_offset kept) and, in the footer, its
                                         per-file report; written under a temporary name and
@@ -47,7 +48,7 @@ from pipeline.download import RetryPolicy
 from pipeline.io import CorpusIOError, remove_tree, write_json
 from pipeline.progress import Progress
 from pipeline.schema import PARQUET_SCHEMA, Document, document_from_row
-from pipeline.wet import SKIP_REASONS, WetFileReport, read_wet_file
+from pipeline.wet import MAX_RECORD_BYTES, SKIP_REASONS, WetFileReport, read_wet_file
 
 NAMESPACE = "cc100"
 LOG = logging.getLogger("cc100.corpus")
@@ -110,10 +111,10 @@ def snapshot_segments(paths: Sequence[str]) -> list[Segment]:
 # -- the work directory -------------------------------------------------------------------------
 
 
-def work_fingerprint(min_len: int) -> dict:
+def work_fingerprint(min_len: int, max_record_bytes: int = MAX_RECORD_BYTES) -> dict:
     """What the spools depend on. Not the segment selection: spools are per segment, so a run
     over 0-199 reuses those of an earlier run over 0-99; nor dedup/LID/buckets: recomputed."""
-    return {"spool_version": SPOOL_VERSION, "min_len": min_len}
+    return {"spool_version": SPOOL_VERSION, "min_len": min_len, "max_record_bytes": max_record_bytes}
 
 
 def spool_dir(work_dir: str) -> str:
@@ -417,10 +418,12 @@ class ProcessSegmentFn(beam.DoFn):
     REPORTS = "file_reports"
     FAILED = "failed_segments"
 
-    def __init__(self, work_dir: str, min_len: int, fetch: FetchSettings | None = None):
+    def __init__(self, work_dir: str, min_len: int, fetch: FetchSettings | None = None,
+                 max_record_bytes: int = MAX_RECORD_BYTES):
         self.work_dir = work_dir
         self.min_len = min_len
         self.fetch = fetch
+        self.max_record_bytes = max_record_bytes
 
     def setup(self):
         names = FILE_COUNTERS + SEGMENT_COUNTERS + tuple(f"bad_wet_record_{r}" for r in SKIP_REASONS)
@@ -503,7 +506,7 @@ class ProcessSegmentFn(beam.DoFn):
         report_obj = WetFileReport(segment.name)
         writer = SpoolWriter(spool)
         try:
-            for doc in read_wet_file(local, self.min_len, report_obj):
+            for doc in read_wet_file(local, self.min_len, report_obj, self.max_record_bytes):
                 if segment.remote:
                     doc = doc.replace(cc_segment=segment.name)
                 writer.add(doc)
@@ -542,7 +545,8 @@ class ReadSegments(beam.PTransform):
     """
 
     def __init__(self, segments: Sequence[Segment], work_dir: str, min_len: int = 300,
-                 fetch: FetchSettings | None = None, report_path: str | None = None):
+                 fetch: FetchSettings | None = None, report_path: str | None = None,
+                 max_record_bytes: int = MAX_RECORD_BYTES):
         super().__init__()
         if any(s.remote for s in segments) and fetch is None:
             raise ValueError("ReadSegments: remote segments need FetchSettings")
@@ -551,6 +555,7 @@ class ReadSegments(beam.PTransform):
         self.min_len = min_len
         self.fetch = fetch
         self.report_path = report_path
+        self.max_record_bytes = max_record_bytes
 
     def expand(self, pbegin):
         results = (
@@ -558,7 +563,8 @@ class ReadSegments(beam.PTransform):
             | "ListSegments" >> beam.Create(self.segments)
             | "SpreadSegments" >> beam.Reshuffle()
             | "ProcessSegments"
-            >> beam.ParDo(ProcessSegmentFn(self.work_dir, self.min_len, self.fetch)).with_outputs(
+            >> beam.ParDo(ProcessSegmentFn(self.work_dir, self.min_len, self.fetch,
+                                           self.max_record_bytes)).with_outputs(
                 ProcessSegmentFn.REPORTS, ProcessSegmentFn.FAILED, main="documents"
             )
         )
