@@ -5,8 +5,10 @@
 3. stream each language's lines once, drawing every line floor(k/N) times plus a uniform
    subset of k mod N lines once more (upsampling by repetition; row groups with nothing to
    draw are not read), into a temp file,
-4. train a unigram model (character_coverage 0.9995, byte fallback, all cores) whose ids are
-   <unk>=0 <s>=1 </s>=2 like XLM-R's sentencepiece.bpe.model (train/tokenizer.py maps them),
+4. train a unigram model (character_coverage 0.9995, all cores) whose ids are <unk>=0 <s>=1
+   </s>=2 like XLM-R's sentencepiece.bpe.model (train/tokenizer.py maps them). As in XLM-R, a
+   character outside the vocabulary is <unk>; `--byte-fallback` encodes it as its UTF-8 byte
+   pieces instead (256 pieces of the vocabulary; the export keeps it, see model/hf.py),
 5. write VOCAB_DIR/sentencepiece.bpe.model, sampling.json (per language: raw_share,
    sampled_share, sentences, lines) and vocab_config.json (flags and run summary).
 
@@ -71,6 +73,7 @@ class VocabConfig:
     character_coverage: float = 0.9995
     share_by: str = "lines"
     allow_smaller_vocab: bool = False
+    byte_fallback: bool = False
     quiet: bool = False
 
     def __post_init__(self):
@@ -295,7 +298,7 @@ def train_sentencepiece(sample: Path, cfg: VocabConfig) -> bytes:
                 model_type="unigram",
                 vocab_size=cfg.vocab_size,
                 character_coverage=cfg.character_coverage,
-                byte_fallback=True,
+                byte_fallback=cfg.byte_fallback,
                 # XLM-R's sentencepiece.bpe.model layout; fairseq specials are added on top.
                 unk_id=0,
                 bos_id=1,
@@ -318,8 +321,9 @@ def train_sentencepiece(sample: Path, cfg: VocabConfig) -> bytes:
             if m := _TOO_SMALL.search(msg):
                 raise VocabError(
                     f"--vocab-size {m.group(1)} is too small: the sample's characters at "
-                    f"character_coverage {cfg.character_coverage} plus the 3 special and 256 byte "
-                    f"pieces need at least {m.group(2)}"
+                    f"character_coverage {cfg.character_coverage} plus the 3 special"
+                    + (" and 256 byte" if cfg.byte_fallback else "")
+                    + f" pieces need at least {m.group(2)}"
                 ) from None
             raise VocabError(f"SentencePiece training failed: {msg.splitlines()[0]}") from None
     return model.getvalue()
@@ -400,8 +404,8 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         type=float,
         default=0.9995,
         metavar="C",
-        help="character share the alphabet covers; the rest is byte fallback "
-        "(default: %(default)s)",
+        help="character share the alphabet covers; the rest is <unk> (bytes with "
+        "--byte-fallback) (default: %(default)s)",
     )
     add(
         "--share-by",
@@ -413,6 +417,12 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         "--allow-smaller-vocab",
         action="store_true",
         help="hard_vocab_limit=false: accept fewer pieces if the text cannot support --vocab-size",
+    )
+    add(
+        "--byte-fallback",
+        action="store_true",
+        help="encode characters outside the vocabulary as UTF-8 byte pieces instead of <unk> "
+        "(XLM-R has no byte pieces; default: off)",
     )
     add("--quiet", action="store_true", help="hide SentencePiece's own log")
     a = p.parse_args(argv)
@@ -429,6 +439,7 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         character_coverage=a.character_coverage,
         share_by=a.share_by,
         allow_smaller_vocab=a.allow_smaller_vocab,
+        byte_fallback=a.byte_fallback,
         quiet=a.quiet,
     )
 
