@@ -427,12 +427,21 @@ def iter_wet_records(fileobj: BinaryIO, name: str, report: WetFileReport | None 
 
 
 def source_domain(url: str) -> str:
-    """Host of `url`, lower-cased, without port and leading "www." ("" if unparsable)."""
+    """cc_net's `source_domain`: the URL's netloc as written, port and "www." included ("" if
+    unparsable)."""
     try:
-        host = urlsplit(url).hostname or ""
+        return urlsplit(url).netloc
     except ValueError:
         return ""
-    return host[4:] if host.startswith("www.") else host
+
+
+def content_length(record: WetRecord) -> int:
+    """cc_net's `original_length`: the record's WARC Content-Length, in bytes (title included);
+    the body's size when the header is missing or unreadable."""
+    try:
+        return int(record.headers.get("content-length", ""))
+    except ValueError:
+        return len(record.body)
 
 
 def split_lines(text: str) -> list[str]:
@@ -481,6 +490,7 @@ def record_to_document(record: WetRecord, segment: str) -> tuple[Document | None
         nlines=raw_content.count("\n") + 1,
         cc_segment=segment,
         record_offset=record.index,
+        original_length=content_length(record),
     )
     return doc, None, invalid_utf8
 

@@ -52,6 +52,9 @@ def test_2024_layout_real_file(shared_data):
     assert doc.length == len(doc.raw_content)
     assert doc.nlines == doc.raw_content.count("\n") + 1
     assert doc.cc_segment == str(path) and doc.record_offset == 1
+    # cc_net's original_length: the WARC Content-Length in bytes (title and UTF-8 included)
+    assert doc.original_length == int(records[1].headers["content-length"]) == len(records[1].body)
+    assert doc.original_length > len(doc.title) + 1 + doc.length
 
 
 def test_2019_layout_real_sample(shared_data):
@@ -105,7 +108,8 @@ def test_headers_are_parsed_by_name_not_position():
         doc, reason, _ = record_to_document(records[1], "seg")
         assert reason is None
         assert (doc.url, doc.title, doc.raw_content) == ("http://www.Example.org:8080/a", "Title", "some text here")
-        assert doc.source_domain == "example.org"
+        assert doc.source_domain == "www.Example.org:8080"  # cc_net: urlparse(url).netloc
+        assert doc.original_length == len(body.encode("utf-8"))
         assert doc.date_download == "2019-07-17T12:15:59Z"
 
 
@@ -134,9 +138,9 @@ def test_split_lines_is_cc_nets_line_reading():
 @pytest.mark.parametrize(
     "url, domain",
     [
-        ("https://www.example.com/x", "example.com"),
-        ("http://News.BBC.co.uk:80/a?b", "news.bbc.co.uk"),
-        ("http://user@host.org/", "host.org"),
+        ("https://www.example.com/x", "www.example.com"),
+        ("http://News.BBC.co.uk:80/a?b", "News.BBC.co.uk:80"),
+        ("http://user@host.org/", "user@host.org"),
         ("http://[bad", ""),
         ("not a url", ""),
     ],
