@@ -161,3 +161,15 @@ def test_min_len_filter_counts_short_and_empty_documents():
     recs = iter_wet_records(io.BytesIO(gzip_members(records)), "m", report0)
     docs0 = list(documents_from_records(recs, "m", 0, report0))
     assert [d.url for d in docs0] == ["http://a/", "http://b/"]  # min_len 0 still drops empty text
+
+
+def test_source_domain_is_ccnets_on_its_released_output(shared_data):
+    """cc_net's own output (shared sample): our source_domain of its url is its source_domain."""
+    import json
+
+    rows = [json.loads(line)["metadata"] for path in sorted((shared_data / "ccnet_output").glob("*.jsonl.gz"))
+            for line in gzip.open(path, "rt", encoding="utf-8")]
+    assert len(rows) >= 20
+    for m in rows:
+        assert source_domain(m["url"]) == m["source_domain"], m["url"]
+        assert m["original_length"] > m["length"]  # bytes as read vs characters kept
