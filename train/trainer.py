@@ -175,7 +175,8 @@ class Trainer:
         self.model = model
         # on GPU the next batch is drawn on a thread while the device computes; on CPU the
         # thread would only compete with the model for the cores
-        self.batches = Prefetcher(self.data) if self.device.type == "cuda" else self.data
+        self.batches = (Prefetcher(self.data, pin_memory=True) if self.device.type == "cuda"
+                        else self.data)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                          else nullcontext())
         self.flops_per_token = flops_per_token(self.model_config, dcfg.max_len, dcfg.mask_prob)
@@ -252,17 +253,18 @@ class Trainer:
     def train_step(self) -> dict:
         cfg = self.cfg
         batch = self.batches.next_batch()
-        # which rows hold padding, known on the host: a micro-batch without any runs attention
-        # with no mask (the fastest SDPA kernels), and the log reports the padding share
-        padded_rows = (batch["input_ids"] == self.data.specials.pad).any(axis=1)
-        x = torch.from_numpy(batch["input_ids"]).to(self.device, non_blocking=True)
-        y = torch.from_numpy(batch["labels"]).to(self.device, non_blocking=True)
+        # padding per row, counted when the batch was drawn: a micro-batch without any runs
+        # attention with no mask (the fastest SDPA kernels), and the log reports the share
+        padding = batch["padding"]
+        # numpy arrays, or pinned tensors from the Prefetcher (then the copies are asynchronous)
+        x = torch.as_tensor(batch["input_ids"]).to(self.device, non_blocking=True)
+        y = torch.as_tensor(batch["labels"]).to(self.device, non_blocking=True)
         torch.manual_seed(step_seed(cfg.data.seed, self.step, self.rank))
         n_global = self._all_reduce((y != IGNORE_INDEX).sum().to(torch.float64)).item()
         chunks = np.array_split(np.arange(len(x)), self.accum)
         # loss sum, correct, padding positions
         stats = torch.zeros(3, dtype=torch.float64, device=self.device)
-        stats[2] = float((batch["input_ids"] == self.data.specials.pad).sum())
+        stats[2] = float(padding.sum())
         self.model.train()
         for i, idx in enumerate(chunks):
             xi, yi = x[idx], y[idx]
@@ -270,7 +272,7 @@ class Trainer:
             sync = i == len(chunks) - 1 or not self.distributed
             with (nullcontext() if sync else self.model.no_sync()):
                 with self.autocast:
-                    out = self.model(xi, labels=yi, padded=bool(padded_rows[idx].any()))
+                    out = self.model(xi, labels=yi, padded=bool(padding[idx].any()))
                 if len(targets):
                     loss_sum = out.loss * len(targets)
                     loss = loss_sum * (self.world_size / n_global)

@@ -309,6 +309,7 @@ def test_complete_rows_are_bos_paragraphs_then_padding_never_a_target(shards):
         x, y = b["input_ids"], b["labels"]
         original = np.where(y != IGNORE_INDEX, y, x)
         assert (original[:, 0] == 0).all()
+        np.testing.assert_array_equal(b["padding"], (original == 1).sum(axis=1))
         for row, labels, lang, k in zip(original, y, b["languages"], row_ids):
             a, e = s.bounds[lang][k], s.bounds[lang][k + 1]
             n = e - a
