@@ -264,6 +264,23 @@ def test_run_writes_model_table_and_config(trained):
         assert tok.decode(ids) == text and tok.unk_id not in ids
 
 
+def test_byte_fallback_is_off_as_in_xlmr_and_a_flag_turns_it_on(corpus, trained, tmp_path):
+    out, _ = trained
+    tok = XLMRTokenizer(out / MODEL_NAME)
+    assert not any(tok.id_to_piece(i).startswith("<0x") for i in range(tok.vocab_size))
+    assert tok.encode("a 𓀀 b").count(tok.unk_id) == 1
+    assert json.loads((out / CONFIG_NAME).read_text())["config"]["byte_fallback"] is False
+
+    rc, _, err = run_cli(["--corpus", str(corpus), "--output", str(tmp_path), "--vocab-size", "2000",
+                          "--sentences", "6000", "--seed", "7", "--quiet", "--byte-fallback"])
+    assert rc == 0, err
+    tok = XLMRTokenizer(tmp_path / MODEL_NAME)
+    assert sum(tok.id_to_piece(i).startswith("<0x") for i in range(tok.vocab_size)) == 256
+    ids = tok.encode("a 𓀀 b")
+    assert tok.unk_id not in ids and tok.decode(ids) == "a 𓀀 b"
+    assert json.loads((tmp_path / CONFIG_NAME).read_text())["config"]["byte_fallback"] is True
+
+
 def test_identical_seeds_give_identical_model_files(corpus, trained, tmp_path):
     out, _ = trained
     rc, _, err = run_cli(
