@@ -20,16 +20,6 @@ import sys
 import time
 from datetime import datetime, timezone
 
-
-class _DropImportNoise(logging.Filter):
-    """Beam logs a warning at import time when the optional GCP client (apitools) is absent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("apitools not found")
-
-
-logging.getLogger().addFilter(_DropImportNoise())
-
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
@@ -49,6 +39,7 @@ from pipeline.io import (  # noqa: E402
     remove_tree,
     write_json,
 )
+from pipeline import logs  # noqa: E402
 from pipeline.lid import IdentifyLanguage  # noqa: E402
 from pipeline.near_dedup import NearDedup  # noqa: E402
 from pipeline.options import (  # noqa: E402
@@ -72,6 +63,7 @@ from pipeline.segments import (  # noqa: E402
     input_segments,
     prepare_work_dir,
     resolve_download_cache,
+    segment_progress,
     segment_sources,
     snapshot_segments,
     work_fingerprint,
@@ -81,6 +73,7 @@ from pipeline.stats import COUNTER_HELP, counters_from_result, format_summary, p
 from pipeline.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
+PROGRESS_EVERY_S = float(os.environ.get("CC100_PROGRESS_EVERY_S", "30"))  # log lines, not a tty
 TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging dir; moved into stats.json
 
 
@@ -137,14 +130,7 @@ def n_dedup_groups(n_files: int, group_size: int | None) -> int:
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    for name in ("cc100", "pipeline.download", "pipeline.snapshot"):  # ours: progress and retries
-        ours = logging.getLogger(name)
-        ours.handlers[:] = [handler]
-        ours.setLevel(logging.INFO)
-        ours.propagate = False
-    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    logs.setup(verbose)
     # Worker processes print their own log lines; the runner's copy of each is a duplicate.
     relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
     relay.setLevel(logging.NOTSET if verbose else logging.ERROR)
@@ -229,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         prepare_worker_package(options)
         p = beam.Pipeline(runner=make_runner(config, options), options=options)
         build_pipeline(p, config, segments, staging, work_dir)
-        result = p.run()
-        result.wait_until_finish()
+        with segment_progress(work_dir, segments, LOG.info, every=PROGRESS_EVERY_S):
+            result = p.run()
+            result.wait_until_finish()
         counters = counters_from_result(result)
         reports = read_file_reports(_read_text(FileSystems.join(staging, FILES_REPORT)))
         failed = failed_segments(reports)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 
 from apache_beam.options.pipeline_options import (
@@ -23,6 +24,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
+from pipeline import logs
 from pipeline.dedup import DEDUP_MODES
 from pipeline.download import DEFAULT_MAX_CONCURRENT, RetryPolicy, add_policy_flags, policy_from_args, redact_url
 from pipeline.lid import DEFAULT_THRESHOLD, LID_MODES, parse_langs
@@ -34,6 +36,7 @@ from pipeline.snapshot import DEFAULT_BASE_URL, parse_segments, validate_base_ur
 # Prism runner, which downloads a Go binary from the internet (it fails offline, then falls
 # back); the FnApiRunner is the batch engine the DirectRunner falls back to, without that try.
 LOCAL_RUNNER = "FnApiRunner"
+WORKER_MODULE = "pipeline.beam_worker"  # the local runner's worker processes
 
 
 @dataclass
@@ -360,7 +363,7 @@ def pipeline_options(config: CorpusConfig) -> PipelineOptions:
         harness = options.view_as(WorkerOptions)
         if harness.default_sdk_harness_log_level is None:  # worker processes: our progress only
             harness.default_sdk_harness_log_level = "WARNING"
-            harness.sdk_harness_log_level_overrides = {"cc100": "INFO", "pipeline.download": "INFO"}
+            harness.sdk_harness_log_level_overrides = {name: "INFO" for name in logs.OURS}
     return options
 
 
@@ -376,6 +379,19 @@ def make_runner(config: CorpusConfig, options: PipelineOptions):
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
+    from apache_beam.transforms import environments
+
+    class LocalRunner(fn_runner.FnApiRunner):
+        """FnApiRunner whose worker processes (multi_processing) start as `python -m
+        pipeline.beam_worker`, so they log like the main process (pipeline/logs.py)."""
+
+        def __setattr__(self, name, value):
+            if name == "_default_environment" and isinstance(
+                    value, environments.SubprocessSDKEnvironment):
+                value = environments.SubprocessSDKEnvironment.from_command_string(
+                    f"{sys.executable} -m {WORKER_MODULE}")
+            super().__setattr__(name, value)
+
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options(drop_default=True))
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+    return LocalRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
