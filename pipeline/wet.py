@@ -591,15 +591,6 @@ def source_domain(url: str) -> str:
         return ""
 
 
-def content_length(record: WetRecord) -> int:
-    """cc_net's `original_length`: the record's WARC Content-Length, in bytes (title included);
-    the body's size when the header is missing or unreadable."""
-    try:
-        return int(record.headers.get("content-length", ""))
-    except ValueError:
-        return len(record.body)
-
-
 def split_lines(text: str) -> list[str]:
     """cc_net's lines: universal newlines (as its text-mode reader), each line stripped.
 
@@ -646,7 +637,9 @@ def record_to_document(record: WetRecord, segment: str) -> tuple[Document | None
         nlines=raw_content.count("\n") + 1,
         cc_segment=segment,
         record_offset=record.index,
-        original_length=content_length(record),
+        # cc_net's original_length, the WARC Content-Length: the body's bytes as delimited (the
+        # same number, unless the header was missing or wrong and the body was re-delimited)
+        original_length=len(record.body),
     )
     return doc, None, invalid_utf8
 

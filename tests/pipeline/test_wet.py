@@ -173,3 +173,20 @@ def test_source_domain_is_ccnets_on_its_released_output(shared_data):
     for m in rows:
         assert source_domain(m["url"]) == m["source_domain"], m["url"]
         assert m["original_length"] > m["length"]  # bytes as read vs characters kept
+
+
+def test_original_length_is_the_bytes_of_the_record_even_when_content_length_lies():
+    """original_length is cc_net's Content-Length; a record whose header lies is re-delimited at
+    the next record, and original_length is then the bytes it really has."""
+    body = page("Titre", "déjà vu " * 40)
+    true_length = len(body.encode("utf-8"))
+    raw = [warcinfo(), warc_record(body, url="http://a.example/", content_length=true_length + 7),
+           warc_record(page("T", "next page"), url="http://b.example/")]
+    records = list(iter_wet_records(io.BytesIO(b"".join(raw)), "mem"))
+    doc, reason, _ = record_to_document(records[1], "seg")
+    assert reason is None and doc.title == "Titre"
+    assert doc.original_length == len(records[1].body) > len(doc.raw_content) + len(doc.title)
+    # (re-delimited, the page's final newline is taken for part of the record separator)
+    assert true_length - 1 <= doc.original_length <= true_length < true_length + 7
+    ok, _, _ = record_to_document(records[2], "seg")
+    assert ok.original_length == len(page("T", "next page").encode("utf-8"))
