@@ -5,11 +5,12 @@
 The checkpoint is the training loop's `torch.save`d dict with at least `model` (a state dict, possibly
 from a torch.compile'd or DDP-wrapped model) and `model_config` (`dataclasses.asdict(XLMRConfig)`);
 `vocab_file`, when present, says where the SentencePiece model is. The output directory gets
-config.json, model.safetensors and, when the vocabulary is known, sentencepiece.bpe.model and
-tokenizer_config.json, so both `XLMRobertaForMaskedLM.from_pretrained(dir)` and
-`XLMRobertaTokenizer.from_pretrained(dir)` load it. The output must be new, empty or an earlier
-export (its .cc100/stage.json); re-running overwrites the same files. A --vocab whose piece count
-does not give the model's vocabulary size is refused.
+config.json, model.safetensors and, when the vocabulary is known, sentencepiece.bpe.model,
+tokenizer_config.json and tokenizer.json (model/hf.py `write_tokenizer`), so
+`XLMRobertaForMaskedLM.from_pretrained(dir)` and AutoTokenizer / XLMRobertaTokenizer(Fast)
+`.from_pretrained(dir)` load it, the tokenizers with the ids of training. The output must be new,
+empty or an earlier export (its .cc100/stage.json); re-running overwrites the same files. A --vocab
+whose piece count does not give the model's vocabulary size is refused.
 """
 
 from __future__ import annotations
