@@ -6,7 +6,7 @@
 
 `main` checks inputs, output, models and the work directory before anything runs, builds the
 chain of stages (`build_pipeline`), runs it on the local FnApiRunner (or the --runner given),
-then writes stats.json and commits the staging directory to --output by rename. Segments whose
+then writes the dataset card README.md and .cc100/stats.json and commits the staging directory to --output by rename. Segments whose
 download failed for good are reported; without --allow-failed-segments nothing is committed,
 the run exits 1, and the work directory keeps every finished segment for the re-run.
 """
@@ -33,7 +33,9 @@ logging.getLogger().addFilter(_DropImportNoise())
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
-from pipeline.buckets import CUTOFFS_FILE, AssignBuckets, format_language_table, summarize_counters  # noqa: E402
+from pipeline.buckets import AssignBuckets, format_language_table, summarize_counters  # noqa: E402
+from pipeline.card import render_card  # noqa: E402
+from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, meta_path  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
 from pipeline.download import DownloadError  # noqa: E402
 from pipeline.io import (  # noqa: E402
@@ -48,6 +50,7 @@ from pipeline.io import (  # noqa: E402
     match_inputs,
     remove_tree,
     write_json,
+    write_text,
 )
 from pipeline.lid import IdentifyLanguage  # noqa: E402
 from pipeline.near_dedup import NearDedup  # noqa: E402
@@ -81,7 +84,7 @@ from pipeline.stats import COUNTER_HELP, counters_from_result, format_summary, p
 from pipeline.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
-TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging dir; moved into stats.json
+TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging META_DIR; moved into stats.json
 
 
 def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segment], root: str,
@@ -96,17 +99,17 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
         fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
                               config.max_attempts, config.download_backoff)
     docs = p | "ReadSegments" >> ReadSegments(
-        segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT))
+        segments, work_dir, config.min_len, fetch, report_path=meta_path(root, FILES_REPORT))
     docs = docs | "DedupParagraphs" >> DedupParagraphs(
         [s.name for s in segments], config.dedup, config.dedup_group_size,
-        top_lines_path=FileSystems.join(root, TOP_LINES_FILE))
+        top_lines_path=meta_path(root, TOP_LINES_FILE))
     if config.near_dedup:
         docs = docs | "NearDedup" >> NearDedup(config.near_dedup_config())
     docs = docs | "IdentifyLanguage" >> IdentifyLanguage(
         config.lid_model, config.lang_threshold, config.lid, config.langs)
     docs = docs | "ScorePerplexity" >> ScorePerplexity(config.lm_dir, config.perplexity_per_line)
     docs = docs | "AssignBuckets" >> AssignBuckets(
-        config.cutoffs, cutoffs_output=FileSystems.join(root, CUTOFFS_FILE))
+        config.cutoffs, cutoffs_output=meta_path(root, CUTOFFS_FILE))
     _ = docs | "WriteByLanguage" >> WriteByLanguage(root, metadata, config.docs_per_file)
 
 
@@ -231,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         result = p.run()
         result.wait_until_finish()
         counters = counters_from_result(result)
-        reports = read_file_reports(_read_text(FileSystems.join(staging, FILES_REPORT)))
+        reports = read_file_reports(_read_text(meta_path(staging, FILES_REPORT)))
         failed = failed_segments(reports)
         parts = list_parts(staging)
         stats = {
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "counters": counters,
             "counter_help": {k: v for k, v in COUNTER_HELP.items() if k in counters},
             "languages": summarize_counters(counters),
-            "top_duplicate_lines": _read_top_lines(FileSystems.join(staging, TOP_LINES_FILE)),
+            "top_duplicate_lines": _read_top_lines(meta_path(staging, TOP_LINES_FILE)),
             "partitions": partitions(parts),
             "parts": parts,
             "problem_files": [{"path": r["path"], "problems": r["problems"]}
@@ -258,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         committed = not failed or config.allow_failed_segments
         stats["committed"] = committed
         if committed:
-            write_json(FileSystems.join(staging, STATS_FILE), stats)  # last: marks the run finished
+            write_text(FileSystems.join(staging, DATASET_CARD), render_card(stats))
+            write_json(meta_path(staging, STATS_FILE), stats)  # last: marks the run finished
             commit_output(staging, config.output, config.overwrite)
         else:  # nothing is committed; the spools of the finished segments stay for the re-run
             write_json(FileSystems.join(work_dir, FAILED_RUN_STATS), stats)

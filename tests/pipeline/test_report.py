@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import report
+from pipeline.contracts import META_DIR
 from pipeline.schema import PARQUET_SCHEMA, Document
 
 # language -> {bucket: documents}; "it" has no LM: bucket "all", no perplexity.
@@ -42,10 +43,13 @@ def _doc(lang: str, bucket: str, i: int, rng: random.Random) -> Document:
     )
 
 
-def make_output(root: Path, cutoffs: bool = True) -> Path:
-    """A finished `cc100 corpus` output: Parquet tree, stats.json, cutoffs.csv."""
+def make_output(root: Path, cutoffs: bool = True, legacy: bool = False) -> Path:
+    """A finished `cc100 corpus` output: Parquet tree, .cc100/stats.json, .cc100/cutoffs.csv
+    (legacy: both at the top level, as older versions wrote them)."""
     rng = random.Random(0)
     out = root / "corpus"
+    meta = out if legacy else out / META_DIR
+    meta.mkdir(parents=True, exist_ok=True)
     rows_total = 0
     partitions = {}
     for lang, buckets in LAYOUT.items():
@@ -76,7 +80,7 @@ def make_output(root: Path, cutoffs: bool = True) -> Path:
         "seconds": 12.5, "counters": counters, "partitions": partitions,
         "top_duplicate_lines": DUPLICATE_LINES,
     }
-    (out / "stats.json").write_text(json.dumps(stats))
+    (meta / "stats.json").write_text(json.dumps(stats))
     if cutoffs:
         langs = sorted(CUTS)
         lines = ["," + ",".join(langs)]
@@ -87,7 +91,7 @@ def make_output(root: Path, cutoffs: bool = True) -> Path:
                 # piecewise linear through (30, p30) and (60, p60): strictly increasing
                 cells.append(f"{p30 * (0.2 + 0.8 * p / 30) if p <= 30 else p30 + (p60 - p30) * (p - 30) / 30:.3f}")
             lines.append(f"{p}," + ",".join(cells))
-        (out / "cutoffs.csv").write_text("\n".join(lines) + "\n")
+        (meta / "cutoffs.csv").write_text("\n".join(lines) + "\n")
     return out
 
 
@@ -119,12 +123,12 @@ def as_int(text: str) -> int:
 def rendered(tmp_path_factory):
     out = make_output(tmp_path_factory.mktemp("report"))
     assert report.main([str(out)]) == 0
-    return out, (out / "report" / "index.html").read_text(encoding="utf-8")
+    return out, (out / META_DIR / "report" / "index.html").read_text(encoding="utf-8")
 
 
 def test_report_numbers_match_stats_and_parquet(rendered):
     out, page = rendered
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / META_DIR / "stats.json").read_text())
     truth = parquet_truth(out)
     assert set(truth) == set(LAYOUT)
     for lang, entry in truth.items():
@@ -157,7 +161,7 @@ def test_report_numbers_match_stats_and_parquet(rendered):
 
 def test_report_draws_the_cutoffs_of_cutoffs_csv(rendered):
     out, page = rendered
-    numbers = json.loads((out / "report" / "report.json").read_text())
+    numbers = json.loads((out / META_DIR / "report" / "report.json").read_text())
     assert numbers["cutoffs_source"] == "cutoffs.csv"
     for lang, (p30, p60) in CUTS.items():
         assert numbers["cutoffs"][lang] == pytest.approx([p30, p60], abs=1e-3)
@@ -168,9 +172,10 @@ def test_report_draws_the_cutoffs_of_cutoffs_csv(rendered):
 
 def test_report_writes_self_contained_html_and_pngs(rendered):
     out, page = rendered
-    names = ["funnel.png", "languages.png", "perplexity.png", "language_score.png", "duplicate_lines.png"]
+    names = ["funnel.png", "languages.png", "perplexity.png", "language_score.png", "duplicate_lines.png",
+             "lengths.png"]
     for name in names:
-        data = (out / "report" / name).read_bytes()
+        data = (out / META_DIR / "report" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
     assert page.count('src="data:image/png;base64,') == len(names)
     assert "<img" in page and 'src="http' not in page  # nothing fetched from elsewhere
@@ -193,13 +198,13 @@ def test_report_without_cutoffs_derives_boundaries_from_buckets(tmp_path):
 
 def test_report_flags_stats_that_disagree_with_parquet(tmp_path, capsys):
     out = make_output(tmp_path)
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / META_DIR / "stats.json").read_text())
     stats["partitions"]["en/head"]["documents"] += 3
     stats["counters"]["documents_out"] += 3
     stats["counters"]["documents:zh:tail"] -= 1
-    (out / "stats.json").write_text(json.dumps(stats))
+    (out / META_DIR / "stats.json").write_text(json.dumps(stats))
     assert report.main([str(out)]) == 0
-    page = (out / "report" / "index.html").read_text()
+    page = (out / META_DIR / "report" / "index.html").read_text()
     assert "stats.json partition en/head: 34 documents, Parquet: 31" in page
     rows = sum(n for buckets in LAYOUT.values() for n in buckets.values())
     assert f"documents_out = {rows + 3}, but the Parquet files hold {rows} rows" in page
@@ -209,13 +214,13 @@ def test_report_flags_stats_that_disagree_with_parquet(tmp_path, capsys):
 
 def test_report_survives_a_stats_json_without_known_keys(tmp_path):
     out = make_output(tmp_path)
-    (out / "stats.json").write_text(json.dumps({"command": "cc100 corpus"}))
+    (out / META_DIR / "stats.json").write_text(json.dumps({"command": "cc100 corpus"}))
     assert report.main([str(out)]) == 0
-    page = (out / "report" / "index.html").read_text()
+    page = (out / META_DIR / "report" / "index.html").read_text()
     assert cell(page, funnel="WET pages read") == "n/a"
     assert "Not recorded by this run" in page
     assert as_int(cell(page, lang="en", field="documents")) == 95  # Parquet still counted
-    assert not (out / "report" / "duplicate_lines.png").exists()
+    assert not (out / META_DIR / "report" / "duplicate_lines.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -233,13 +238,13 @@ def test_report_bad_input_is_one_clear_line(tmp_path, capsys, breakage, expected
     if breakage == "no_dir":
         out = tmp_path / "missing"
     elif breakage == "no_stats":
-        (out / "stats.json").unlink()
+        (out / META_DIR / "stats.json").unlink()
     elif breakage == "bad_json":
-        (out / "stats.json").write_text("{not json")
+        (out / META_DIR / "stats.json").write_text("{not json")
     elif breakage == "bad_parquet":
         (out / "fr" / "tail" / "part-00000-of-00001.parquet").write_bytes(b"PAR1 garbage")
     elif breakage == "bad_cutoffs":
-        (out / "cutoffs.csv").write_text(",en\n0,5\n1,3\n")  # decreasing
+        (out / META_DIR / "cutoffs.csv").write_text(",en\n0,5\n1,3\n")  # decreasing
     assert report.main([str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert expected in err[-1] and err[-1].startswith("cc100 report: ")
