@@ -115,8 +115,7 @@ def parquet_schema(metadata: dict | None) -> pa.Schema:
     return OUTPUT_SCHEMA.with_metadata({PARQUET_METADATA_KEY: json.dumps(metadata, sort_keys=True)})
 
 
-def row_groups(docs: Sequence[Document], max_rows: int = ROW_GROUP_ROWS,
-               max_chars: int = ROW_GROUP_CHARS) -> list[Sequence[Document]]:
+def row_groups(docs: Sequence[Document], max_rows: int, max_chars: int) -> list[Sequence[Document]]:
     """Consecutive runs of documents, each at most max_rows long and (unless one document is
     larger alone) at most max_chars of raw_content."""
     groups, start, chars = [], 0, 0
@@ -137,7 +136,7 @@ def write_parquet(path: str, docs: Sequence[Document], schema: pa.Schema) -> tup
     ordered = sorted(docs, key=lambda d: (d.cc_segment, d.record_offset))
     bad_dates = 0
     with FileSystems.create(path) as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
-        for group in row_groups(ordered):
+        for group in row_groups(ordered, ROW_GROUP_ROWS, ROW_GROUP_CHARS):
             table, bad = output_table(group, schema)
             writer.write_table(table, row_group_size=max(1, table.num_rows))
             bad_dates += bad

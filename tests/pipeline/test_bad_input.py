@@ -230,10 +230,15 @@ def test_output_holding_a_finished_run_or_other_files_is_refused(tmp_path, capsy
     good = tmp_path / "a.warc.wet.gz"
     good.write_bytes(gzip_members(_records("a")))
     finished = tmp_path / "finished"
-    finished.mkdir()
-    (finished / "stats.json").write_text("{}")
+    (finished / ".cc100").mkdir(parents=True)
+    (finished / ".cc100" / "stats.json").write_text("{}")
     code, _, err = _main(["--input", str(good), "--output", str(finished)], capsys)
     assert code == 2 and "already holds a finished run" in err and "--overwrite" in err
+    older = tmp_path / "older"  # an output of an older version: stats.json at the top level
+    older.mkdir()
+    (older / "stats.json").write_text("{}")
+    code, _, err = _main(["--input", str(good), "--output", str(older)], capsys)
+    assert code == 2 and "already holds a finished run" in err and "deprecated" in err
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -289,7 +294,7 @@ def test_console_script_reports_every_bad_file_and_keeps_the_good_records(tmp_pa
     assert "Traceback" not in proc.stderr
     assert "read " in proc.stderr and "records/s" in proc.stderr  # progress lines
 
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     c = stats["counters"]
     assert c["files_read"] == 7
     assert c["files_truncated"] == 1 and c["bad_wet_record_truncated_record"] == 1
