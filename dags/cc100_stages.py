@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.contracts import META_DIR, STATS_FILE, find_meta
+from pipeline.contracts import META_DIR, STATS_FILE, find_meta, part_files
 
 Log = Callable[[str], None]
 
@@ -766,10 +766,8 @@ def merge_ranges(cfg: PipelineConfig, per_task: int, log: Log = print) -> str:
     files = 0
     for r in ranges:
         src = base / range_slug(r)
-        for part in sorted(src.glob("*/*/*.parquet")):
+        for part in part_files(src):
             lang, bucket = part.parent.parent.name, part.parent.name
-            if lang.startswith((".", "_")):
-                continue
             link = merged / lang / bucket / f"{range_slug(r)}--{part.name}"
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(os.path.relpath(part, link.parent))

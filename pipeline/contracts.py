@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 META_DIR = ".cc100"
 MARKER_FILE = "stage.json"  # {"stage": "<name>", "format_version": <int>, ...}
@@ -33,12 +34,20 @@ FILES_REPORT = "files.jsonl"  # one line per input file (segment): records, docu
 CUTOFFS_FILE = "cutoffs.csv"  # the perplexity cutoffs used (cc_net format, reusable with --cutoffs)
 REPORT_DIR = "report"  # cc100 report: index.html, report.json, PNGs
 DATASET_CARD = "README.md"  # at the root, where the Hugging Face Hub and `datasets` look for it
-PART_GLOB = "*/*/part-*.parquet"  # the documents, relative to OUTPUT: {language}/{bucket}/
+PART_GLOB = "*/*/*.parquet"  # the documents, relative to OUTPUT: {language}/{bucket}/
+HIDDEN_PREFIXES = (".", "_")  # names the readers skip (pyarrow's default ignore_prefixes)
 LEGACY_ROOT_FILES = (STATS_FILE, FILES_REPORT, CUTOFFS_FILE)  # at the root before META_DIR
 LEGACY_NOTE = ("{root}: metadata at the top level (an output of an older cc100); it is read "
                "there for now, but deprecated: re-run `cc100 corpus` to move it into {meta}/")
 
 _warned: set[str] = set()
+
+
+def part_files(root: str | os.PathLike) -> list[Path]:
+    """Every Parquet file OUTPUT/{language}/{bucket}/*.parquet, sorted, skipping directories and
+    files whose names start with HIDDEN_PREFIXES (META_DIR, staging, `_SUCCESS`-like names)."""
+    return [path for path in sorted(Path(root).glob(PART_GLOB))
+            if not any(part.startswith(HIDDEN_PREFIXES) for part in path.relative_to(root).parts)]
 
 
 def meta_path(root: str | os.PathLike, name: str) -> str:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.contracts import CUTOFFS_FILE, META_DIR, PART_GLOB, REPORT_DIR, STATS_FILE, find_meta, meta_path
+from pipeline.contracts import CUTOFFS_FILE, META_DIR, REPORT_DIR, STATS_FILE, find_meta, meta_path, part_files
 
 # -- what this module reads from stats.json (one place to adapt) ----------------------------
 
@@ -154,14 +154,8 @@ def read_stats(output: Path) -> dict:
 
 
 def parquet_files(output: Path) -> list[Path]:
-    """OUTPUT/{language}/{bucket}/part-*.parquet, skipping hidden/staging and report dirs."""
-    found = []
-    for path in sorted(output.glob(PART_GLOB)):
-        lang_dir, bucket_dir = path.parent.parent.name, path.parent.name
-        if lang_dir.startswith((".", "_")) or bucket_dir.startswith((".", "_")) or lang_dir == REPORT_DIR:
-            continue
-        found.append(path)
-    return found
+    """OUTPUT/{language}/{bucket}/*.parquet, without hidden/staging dirs (pipeline/contracts.py)."""
+    return part_files(output)
 
 
 def _floats(values) -> list[float]:

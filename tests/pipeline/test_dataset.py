@@ -91,7 +91,7 @@ def test_card_header_has_one_config_per_language_and_bucket_and_the_features():
     names = [c["config_name"] for c in header["configs"]]
     assert names == ["default", "en", "en_head", "en_tail", "it", "it_all"]
     paths = {c["config_name"]: c["data_files"][0]["path"] for c in header["configs"]}
-    assert paths["default"] == "*/*/part-*.parquet" and paths["en_head"] == "en/head/*.parquet"
+    assert paths["default"] == "*/*/*.parquet" and paths["en_head"] == "en/head/*.parquet"
     assert header["configs"][0]["default"] is True
     assert header["language"] == ["en", "it"] and header["size_categories"] == ["1K<n<10K"]
     assert header["license"] == "other" and "commoncrawl.org" in header["license_link"]
