@@ -690,7 +690,14 @@ def plot_lengths(corpus: Corpus, langs: list[str]) -> bytes | None:
     fig, ax = plt.subplots(figsize=(9, max(2.0, 0.28 * len(langs) + 1.0)))
     ax.boxplot([by[lang] for lang in langs[::-1]], widths=0.6, **horizontal)
     ax.set_yticks(range(1, len(langs) + 1), [f"{lang} ({len(by[lang]):,})" for lang in langs[::-1]])
+    from matplotlib import ticker
+
     ax.set_xscale("log")
+    lo, hi = min(min(v) for v in by.values()), max(max(v) for v in by.values())
+    if hi > lo:
+        ax.xaxis.set_major_locator(ticker.FixedLocator(log_ticks(lo * 0.9, hi * 1.1)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("characters per document (log scale)")
     ax.set_title("document length per language (box: p25-p75, line: median)")
     fig.tight_layout()

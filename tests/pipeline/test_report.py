@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -271,3 +274,104 @@ def test_cc100_dispatcher_runs_report(tmp_path):
     out = make_output(tmp_path)
     assert cc100(["report", str(out), "--out", str(tmp_path / "via-cli")]) == 0
     assert (tmp_path / "via-cli" / "index.html").is_file()
+
+
+def test_report_shows_dedup_tokens_lengths_domains_per_language(rendered):
+    out, page = rendered
+    numbers = json.loads((out / META_DIR / "report" / "report.json").read_text())
+    rows = [r for p in sorted(out.glob("*/*/part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    for lang, buckets in LAYOUT.items():
+        mine = [r for r in rows if r["language"] == lang]
+        # every test document had 3 paragraphs (2 removed) and 50 more characters before dedup
+        assert as_int(cell(page, dedup=f"{lang}-lines")) == 2 * len(mine)
+        assert as_int(cell(page, dedup=f"{lang}-characters")) == 50 * len(mine)
+        assert as_int(cell(page, domain=f"{lang}-{lang}.example")) == len(mine)
+        assert as_int(cell(page, tld=f"{lang}-example")) == len(mine)
+        lengths = sorted(r["length"] for r in mine)
+        assert as_int(cell(page, length=f"{lang}-p50")) == lengths[math.ceil(len(lengths) / 2) - 1]
+        for bucket in buckets:
+            texts = [r["raw_content"] for r in mine if r["bucket"] == bucket]
+            assert as_int(cell(page, text=f"{lang}-{bucket}-tokens")) == sum(len(t.split()) for t in texts)
+            assert as_int(cell(page, text=f"{lang}-{bucket}-characters")) == sum(map(len, texts))
+            assert page.count(f'data-sample="{lang}-{bucket}"') == min(3, len(texts))
+    funnel_lines = {r["stage"]: r["lines"] for r in numbers["text_funnel"]}
+    assert funnel_lines == {"into paragraph dedup": None, "after paragraph dedup": None}  # no counters
+
+
+def test_report_escapes_and_truncates_sample_documents(tmp_path):
+    out = make_output(tmp_path)
+    text = "<script>alert(1)</script> & more " + "z" * 2000
+    doc = _doc("en", "head", 999, random.Random(1)).replace(
+        raw_content=text, url="https://evil.example/?a=<b>", record_offset=999)
+    path = out / "en" / "head" / "part-00009-of-00010.parquet"
+    pq.write_table(pa.Table.from_pylist([doc.to_row()], schema=PARQUET_SCHEMA), path)
+    assert report.main([str(out), "--samples", "200"]) == 0
+    page = (out / META_DIR / "report" / "index.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    assert "https://evil.example/?a=&lt;b&gt;" in page
+    assert "z" * report.SAMPLE_CHARS not in page and "z" * 500 in page  # cut, marked [...]
+
+
+def test_report_reads_outputs_of_older_versions_with_a_deprecation_line(tmp_path, capsys):
+    out = make_output(tmp_path, legacy=True)
+    assert report.main([str(out), "--output", str(tmp_path / "r")]) == 0
+    numbers = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert numbers["cutoffs_source"] == "cutoffs.csv" and numbers["funnel"][0]["documents"] is not None
+    assert "deprecated" in capsys.readouterr().err
+
+
+def test_report_out_is_the_deprecated_spelling_of_output(tmp_path, capsys):
+    out = make_output(tmp_path)
+    assert report.main([str(out), "--out", str(tmp_path / "old")]) == 0
+    assert (tmp_path / "old" / "index.html").is_file()
+    assert "--out is deprecated; use --output" in capsys.readouterr().err
+    assert report.main([str(out), "--samples", "-1"]) == 2
+
+
+def make_many_languages(root: Path, n: int = 100) -> Path:
+    """A corpus of n languages (names like l000), 2-12 documents each, for the layout checks."""
+    rng = random.Random(5)
+    out = root / "many"
+    partitions = {}
+    for k in range(n):
+        lang = f"l{k:03d}"
+        docs = [_doc("en", "head", i, rng).replace(language=lang, source_domain=f"{lang}.example",
+                                                   url=f"https://{lang}.example/{i}") for i in range(2 + k % 11)]
+        path = out / lang / "head" / "part-00000-of-00001.parquet"
+        path.parent.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([d.to_row() for d in docs], schema=PARQUET_SCHEMA), path)
+        partitions[f"{lang}/head"] = {"documents": len(docs), "files": 1, "bytes": 1}
+    (out / META_DIR).mkdir()
+    (out / META_DIR / "stats.json").write_text(json.dumps({"partitions": partitions, "counters": {
+        "documents_out": sum(p["documents"] for p in partitions.values())}}))
+    return out
+
+
+CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(name)), None)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian: apt-get install -y chromium)")
+def test_report_of_100_languages_renders_in_headless_chromium(tmp_path):
+    """docs/report.md's browser check: the page parses, every language is a row, the long
+    tables scroll inside a box and the per-language details start collapsed."""
+    out = make_many_languages(tmp_path)
+    assert report.main([str(out), "--max-languages", "24"]) == 0
+    index = out / META_DIR / "report" / "index.html"
+    common = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--dump-dom", index.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('data-field="documents"') == 100
+    assert dom.stdout.count('<details class="lang"') == 200 and len(re.findall(r'<details class="lang" open', dom.stdout)) == 1
+    assert 'class="scroll"' in dom.stdout
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run([*common, "--window-size=1280,2000", f"--screenshot={shot}", index.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    from PIL import Image
+
+    colors = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colors is not None and len(colors) > 50  # text and plots drawn, not a blank page
