@@ -37,7 +37,7 @@ from pipeline.buckets import AssignBuckets, format_language_table, summarize_cou
 from pipeline.card import render_card  # noqa: E402
 from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, meta_path  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
-from pipeline.download import DownloadError  # noqa: E402
+from pipeline.download import DownloadError, redact_url  # noqa: E402
 from pipeline.io import (  # noqa: E402
     FILES_REPORT,
     STATS_FILE,
@@ -79,7 +79,7 @@ from pipeline.segments import (  # noqa: E402
     snapshot_segments,
     work_fingerprint,
 )
-from pipeline.snapshot import paths_url, select_segments, wet_paths  # noqa: E402
+from pipeline.snapshot import select_segments, wet_paths  # noqa: E402
 from pipeline.stats import COUNTER_HELP, counters_from_result, format_summary, partitions, read_file_reports  # noqa: E402
 from pipeline.tools import ModelFileError  # noqa: E402
 
@@ -97,7 +97,7 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
     fetch = None
     if config.snapshot:
         fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
-                              config.max_attempts, config.download_backoff)
+                              config.retry_policy())
     docs = p | "ReadSegments" >> ReadSegments(
         segments, work_dir, config.min_len, fetch, report_path=meta_path(root, FILES_REPORT))
     docs = docs | "DedupParagraphs" >> DedupParagraphs(
@@ -124,12 +124,13 @@ def resolve_segments(config: CorpusConfig, work_dir: str, files: list[str]) -> l
     except DownloadError as e:
         raise CorpusIOError(
             f"--snapshot {config.snapshot}: cannot download the segment list "
-            f"{paths_url(config.snapshot, config.cc_base_url)}: {e.reason} "
+            f"{e.url}: {e.reason} "
             f"(after {e.attempts} attempt{'s' if e.attempts != 1 else ''})") from None
     except ValueError as e:
         raise CorpusIOError(f"--snapshot {config.snapshot}: {e}") from None
     try:
-        return snapshot_segments(select_segments(listing, config.segments))
+        return snapshot_segments(select_segments(listing, config.segments,
+                                                 allow_invalid=config.allow_failed_segments))
     except ValueError as e:
         raise CorpusIOError(str(e)) from None
 
@@ -172,7 +173,7 @@ def _inputs(config: CorpusConfig, segments: list[Segment]) -> dict:
     names = [s.name for s in segments]
     if config.snapshot:
         return {"snapshot": config.snapshot, "segments": config.segments,
-                "cc_base_url": config.cc_base_url, "files": names}
+                "cc_base_url": redact_url(config.cc_base_url), "files": names}
     return {"patterns": config.inputs, "files": names}
 
 
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = config.runner or LOCAL_RUNNER
     groups = n_dedup_groups(len(segments), config.dedup_group_size)
-    source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {config.cc_base_url}"
+    source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {redact_url(config.cc_base_url)}"
               if config.snapshot else f"{len(segments)} input files")
     LOG.info("%s, dedup %s over %d group(s), runner %s, staging %s",
              source, config.dedup, groups, runner, staging)

@@ -39,6 +39,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from pipeline.download import RetryPolicy
 from pipeline.io import CorpusIOError, remove_tree, write_json
 from pipeline.schema import PARQUET_SCHEMA, Document, document_from_row
 from pipeline.wet import SKIP_REASONS, WetFileReport, read_wet_file
@@ -308,11 +309,10 @@ def open_spool(path: str) -> tuple[dict, Iterator[Document]]:
 class FetchSettings:
     """How workers download snapshot segments (a picklable part of the DoFn)."""
 
-    base_url: str
+    base_url: str  # may hold credentials: never log it (pipeline.download.redact_url)
     download_cache: str | None = None  # None: resolve_download_cache on the worker
     max_downloads: int = 4
-    max_attempts: int = 8
-    backoff: float = 1.0
+    policy: RetryPolicy = RetryPolicy()  # attempts, backoff, deadline, size limit, Retry-After cap
 
 
 FILE_COUNTERS = (
@@ -374,13 +374,12 @@ class ProcessSegmentFn(beam.DoFn):
         self.counters = {name: Metrics.counter(NAMESPACE, name) for name in names}
         self.fetcher = None
         if self.fetch is not None:
-            from pipeline.download import RetryPolicy
             from pipeline.snapshot import SegmentFetcher
 
             self.fetcher = SegmentFetcher(
                 resolve_download_cache(self.fetch.download_cache, self.work_dir),
                 self.fetch.base_url,
-                policy=RetryPolicy(max_attempts=self.fetch.max_attempts, backoff=self.fetch.backoff),
+                policy=self.fetch.policy,
                 max_concurrent=self.fetch.max_downloads,
             )
 
