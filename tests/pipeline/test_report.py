@@ -186,7 +186,7 @@ def test_report_writes_self_contained_html_and_pngs(rendered):
 
 def test_report_without_cutoffs_derives_boundaries_from_buckets(tmp_path):
     out = make_output(tmp_path, cutoffs=False)
-    assert report.main([str(out), "--out", str(tmp_path / "r")]) == 0
+    assert report.main([str(out), "--output", str(tmp_path / "r")]) == 0
     numbers = json.loads((tmp_path / "r" / "report.json").read_text())
     assert numbers["cutoffs_source"] == "bucket boundaries"
     truth = report.load_corpus(out)
@@ -272,7 +272,7 @@ def test_cc100_dispatcher_runs_report(tmp_path):
     from train.cli import main as cc100
 
     out = make_output(tmp_path)
-    assert cc100(["report", str(out), "--out", str(tmp_path / "via-cli")]) == 0
+    assert cc100(["report", str(out), "--output", str(tmp_path / "via-cli")]) == 0
     assert (tmp_path / "via-cli" / "index.html").is_file()
 
 
