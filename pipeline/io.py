@@ -39,7 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.batch import BatchDocuments
-from pipeline.contracts import FILES_REPORT, STATS_FILE, find_meta, meta_path
+from pipeline.contracts import STATS_FILE, find_meta, meta_path
 from pipeline.schema import OUTPUT_SCHEMA, Document, documents_from_bytes, documents_to_bytes, output_table
 
 NAMESPACE = "cc100"

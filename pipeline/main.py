@@ -35,12 +35,10 @@ from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from pipeline.buckets import AssignBuckets, format_language_table, summarize_counters  # noqa: E402
 from pipeline.card import render_card  # noqa: E402
-from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, meta_path  # noqa: E402
+from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, FILES_REPORT, STATS_FILE, meta_path  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
 from pipeline.download import DownloadError, redact_url  # noqa: E402
 from pipeline.io import (  # noqa: E402
-    FILES_REPORT,
-    STATS_FILE,
     CorpusIOError,
     WriteByLanguage,
     check_output,
