@@ -1,6 +1,7 @@
 """`cc100 report OUTPUT`: one self-contained HTML page (and PNGs) describing a corpus run.
 
     cc100 report OUTPUT [--output DIR] [--top-lines N] [--max-languages N] [--samples N]
+                        [--sentencepiece MODEL]
 
 Reads `OUTPUT/.cc100/stats.json` (written last by `cc100 corpus`), the Parquet tree
 `OUTPUT/{language}/{bucket}/part-*.parquet` (one row group at a time) and
@@ -13,7 +14,7 @@ written next to it), plus `report.json` with every number shown, for tools and t
 * the funnel: pages read -> long enough -> after paragraph dedup -> language kept -> written,
   then documents per perplexity bucket; lines and characters in and after dedup;
 * deduplication per language: paragraphs (lines) and characters removed from kept documents;
-* characters and whitespace tokens per language and bucket;
+* characters and whitespace tokens (and, with --sentencepiece MODEL, pieces) per language and bucket;
 * document-length distributions per language (percentiles and a plot);
 * top domains and TLDs per language; a few sample documents per language and bucket
   (truncated; every text is HTML-escaped by the template engine);
@@ -114,6 +115,7 @@ class Details:
 
     chars: Counter = field(default_factory=Counter)  # (language, bucket) -> characters of raw_content
     tokens: Counter = field(default_factory=Counter)  # (language, bucket) -> whitespace tokens
+    pieces: Counter = field(default_factory=Counter)  # (language, bucket) -> SentencePiece pieces
     lines_kept: Counter = field(default_factory=Counter)  # language -> nlines
     lines_original: Counter = field(default_factory=Counter)  # language -> original_nlines
     chars_original: Counter = field(default_factory=Counter)  # language -> original_length
@@ -137,6 +139,7 @@ class Corpus:
     cutoffs: dict[str, tuple[float, float]] = field(default_factory=dict)
     cutoffs_source: str = "none"
     details: Details = field(default_factory=Details)
+    sentencepiece: str | None = None  # the model the pieces were counted with
 
 
 def read_stats(output: Path) -> dict:
@@ -179,9 +182,14 @@ def sample_rank(url: str | None) -> str:
     return hashlib.sha1((url or "").encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def add_details(details: Details, rows: dict[str, list], samples: int) -> None:
-    """Fold one row group (language, bucket and DETAIL_COLUMNS as lists) into `details`."""
+def add_details(details: Details, rows: dict[str, list], samples: int, tokenizer=None) -> None:
+    """Fold one row group (language, bucket and DETAIL_COLUMNS as lists) into `details`; with a
+    SentencePiece `tokenizer`, count its pieces too (one batch per row group)."""
     n = len(rows["language"])
+    if tokenizer is not None:
+        encoded = tokenizer.encode([text or "" for text in rows["raw_content"]])
+        for lang, bucket, ids in zip(rows["language"], rows["bucket"], encoded):
+            details.pieces[(lang, bucket)] += len(ids)
     for i in range(n):
         lang, bucket = rows["language"][i], rows["bucket"][i]
         text = rows["raw_content"][i] or ""
@@ -201,25 +209,41 @@ def add_details(details: Details, rows: dict[str, list], samples: int) -> None:
                 del chosen[samples:]
 
 
-def read_parquet_columns(files: list[Path], samples: int = 3) -> tuple[dict[str, list], Details]:
-    """The small columns of every part (the directory names stand in for a null language or
-    bucket), and the text details, read one row group at a time."""
+def _row_groups(path: Path, columns: tuple[str, ...]):
+    """The file's row groups one at a time (only the `columns` it has); ReportError if unreadable."""
     import pyarrow.parquet as pq
 
+    try:
+        pf = pq.ParquetFile(path)
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        for i in range(pf.num_row_groups):
+            yield pf.read_row_group(i, columns=present)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise ReportError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
+
+
+def load_tokenizer(path: Path):
+    """A SentencePiece model for `--sentencepiece` (e.g. `cc100 vocab`'s sentencepiece.bpe.model)."""
+    import sentencepiece as spm
+
+    if not path.is_file():
+        raise ReportError(f"--sentencepiece {path}: no such file")
+    try:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    except (OSError, RuntimeError) as e:
+        raise ReportError(f"--sentencepiece {path}: not a SentencePiece model ({e})") from None
+
+
+def read_parquet_columns(files: list[Path], samples: int = 3, tokenizer=None) -> tuple[dict[str, list], Details]:
+    """The small columns of every part (the directory names stand in for a null language or
+    bucket), and the text details, read one row group at a time."""
     out: dict[str, list] = {c: [] for c in COLUMNS}
     details = Details()
     for path in files:
         lang_dir, bucket_dir = path.parent.parent.name, path.parent.name
-        try:
-            pf = pq.ParquetFile(path)
-            names = pf.schema_arrow.names
-            present = [c for c in COLUMNS + DETAIL_COLUMNS if c in names]
-            groups = [pf.read_row_group(i, columns=present) for i in range(pf.num_row_groups)]
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
-            raise ReportError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
-        for table in groups:
+        for table in _row_groups(path, COLUMNS + DETAIL_COLUMNS):
             n = table.num_rows
-            cols = {c: table.column(c).to_pylist() for c in present}
+            cols = {c: table.column(c).to_pylist() for c in table.column_names}
             language = [v or lang_dir for v in cols.get("language", [None] * n)]
             bucket = [v or bucket_dir for v in cols.get("bucket", [None] * n)]
             out["language"] += language
@@ -228,7 +252,7 @@ def read_parquet_columns(files: list[Path], samples: int = 3) -> tuple[dict[str,
             out["language_score"] += _floats(cols.get("language_score", [None] * n))
             out["length"] += [int(v or 0) for v in cols.get("length", [0] * n)]
             add_details(details, {"language": language, "bucket": bucket,
-                                  **{c: cols.get(c, [None] * n) for c in DETAIL_COLUMNS}}, samples)
+                                  **{c: cols.get(c, [None] * n) for c in DETAIL_COLUMNS}}, samples, tokenizer)
     for chosen in details.samples.values():
         chosen.sort()
     return out, details
@@ -270,13 +294,15 @@ def cutoffs_from_buckets(
     return out
 
 
-def load_corpus(output: Path, samples: int = 3) -> Corpus:
+def load_corpus(output: Path, samples: int = 3, sentencepiece: Path | None = None) -> Corpus:
     if not output.is_dir():
         raise ReportError(f"{output}: no such directory")
     stats = read_stats(output)
+    tokenizer = load_tokenizer(sentencepiece) if sentencepiece else None
     files = parquet_files(output)
-    cols, details = read_parquet_columns(files, samples)
-    corpus = Corpus(output=output, stats=stats, files=len(files), details=details, **cols)
+    cols, details = read_parquet_columns(files, samples, tokenizer)
+    corpus = Corpus(output=output, stats=stats, files=len(files), details=details,
+                    sentencepiece=str(sentencepiece) if sentencepiece else None, **cols)
     cutoff_path = find_meta(output, CUTOFFS_FILE)
     if cutoff_path:
         corpus.cutoffs, corpus.cutoffs_source = read_cutoff_file(Path(cutoff_path)), CUTOFFS_FILE
@@ -464,14 +490,16 @@ def dedup_by_language(corpus: Corpus, languages: list[str]) -> list[dict]:
 
 
 def text_by_bucket(corpus: Corpus, languages: list[str]) -> list[dict]:
-    """Per language and bucket: documents, characters and whitespace tokens."""
+    """Per language and bucket: documents, characters, whitespace tokens (and SentencePiece
+    pieces when the report was given a model)."""
     docs = Counter(zip(corpus.language, corpus.bucket))
     rows = []
     for lang in languages:
         for bucket in sorted({b for l, b in docs if l == lang}, key=lambda b: (_bucket_rank(b), b)):
             rows.append({"language": lang, "bucket": bucket, "documents": docs[(lang, bucket)],
                          "characters": corpus.details.chars[(lang, bucket)],
-                         "tokens": corpus.details.tokens[(lang, bucket)]})
+                         "tokens": corpus.details.tokens[(lang, bucket)],
+                         "pieces": corpus.details.pieces[(lang, bucket)] if corpus.details.pieces else None})
     return rows
 
 
@@ -788,6 +816,7 @@ def build_numbers(corpus: Corpus, top_lines: int, max_languages: int) -> dict:
     plotted = order[:max_languages]
     return {
         "output": str(corpus.output),
+        "sentencepiece": corpus.sentencepiece,
         "parquet_files": corpus.files,
         "documents": len(corpus.language),
         "characters": sum(corpus.length),
@@ -881,6 +910,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-lines", type=int, default=30, help="removed lines to list (default 30)")
     p.add_argument("--max-languages", type=int, default=24,
                    help="languages with a perplexity histogram and a length box, largest first (default 24)")
+    p.add_argument("--sentencepiece", type=Path, metavar="MODEL",
+                   help="also count SentencePiece pieces per language and bucket with this model "
+                        "(e.g. cc100 vocab's sentencepiece.bpe.model)")
     p.add_argument("--samples", type=int, default=3,
                    help="sample documents shown per language and bucket (default 3; 0: none)")
     try:
@@ -897,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         print(f"cc100 report: reading {args.output}", file=sys.stderr)
-        corpus = load_corpus(args.output, args.samples)
+        corpus = load_corpus(args.output, args.samples, args.sentencepiece)
         print(f"cc100 report: {corpus.files} Parquet files, {len(corpus.language):,} documents; plotting",
               file=sys.stderr)
         numbers = write_report(corpus, out_dir, args.top_lines, args.max_languages)

@@ -375,3 +375,23 @@ def test_report_of_100_languages_renders_in_headless_chromium(tmp_path):
 
     colors = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colors is not None and len(colors) > 50  # text and plots drawn, not a blank page
+
+
+def test_report_counts_sentencepiece_pieces_with_a_model(tmp_path, capsys):
+    import sentencepiece as spm
+
+    out = make_output(tmp_path)
+    rows = [r for p in sorted(out.glob("*/*/part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    prefix = tmp_path / "sp"
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([r["raw_content"] for r in rows]),
+                                   model_prefix=str(prefix), vocab_size=40, model_type="bpe")
+    model = Path(f"{prefix}.model")
+    assert report.main([str(out), "--sentencepiece", str(model)]) == 0
+    page = (out / META_DIR / "report" / "index.html").read_text()
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    for lang, buckets in LAYOUT.items():
+        for bucket in buckets:
+            texts = [r["raw_content"] for r in rows if r["language"] == lang and r["bucket"] == bucket]
+            assert as_int(cell(page, text=f"{lang}-{bucket}-pieces")) == sum(len(ids) for ids in sp.encode(texts))
+    assert report.main([str(out), "--sentencepiece", str(tmp_path / "missing.model")]) == 2
+    assert "--sentencepiece" in capsys.readouterr().err.strip().splitlines()[-1]
