@@ -4,9 +4,11 @@
                  --output DIR [--workers N] [--min-len 300] [--dedup ccnet|keep-first]
                  [--dedup-group-size N] [--lm-dir DIR] [--langs en,fr] [--overwrite] [Beam flags]
 
-`main` checks inputs, output, models and the work directory before anything runs, builds the
-chain of stages (`build_pipeline`), runs it on the local FnApiRunner (or the --runner given),
-then writes the dataset card README.md and .cc100/stats.json and commits the staging directory to --output by rename. Segments whose
+`main` removes what killed runs on the same output left (pipeline/leftovers.py), checks inputs,
+output, models and the work directory before anything runs, builds the chain of stages
+(`build_pipeline`), runs it on the local FnApiRunner (or the --runner given), checks that no
+stage lost data (pipeline/conservation.py; a mismatch commits nothing and exits 1), then writes
+the dataset card README.md and .cc100/stats.json and commits the staging directory to --output by rename. Segments whose
 download failed for good are reported; without --allow-failed-segments nothing is committed,
 the run exits 1, and the work directory keeps every finished segment for the re-run.
 """
@@ -20,22 +22,13 @@ import sys
 import time
 from datetime import datetime, timezone
 
-
-class _DropImportNoise(logging.Filter):
-    """Beam logs a warning at import time when the optional GCP client (apitools) is absent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("apitools not found")
-
-
-logging.getLogger().addFilter(_DropImportNoise())
-
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from pipeline.buckets import AssignBuckets, format_language_table, summarize_counters  # noqa: E402
 from pipeline.card import render_card  # noqa: E402
-from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, FILES_REPORT, STATS_FILE, meta_path  # noqa: E402
+from pipeline.conservation import check_conservation  # noqa: E402
+from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, FILES_REPORT, STATS_FILE, find_meta, meta_path  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
 from pipeline.download import DownloadError, redact_url  # noqa: E402
 from pipeline.io import (  # noqa: E402
@@ -50,6 +43,8 @@ from pipeline.io import (  # noqa: E402
     write_json,
     write_text,
 )
+from pipeline import logs  # noqa: E402
+from pipeline.leftovers import committed_run_left_work_dir, remove_dead_staging  # noqa: E402
 from pipeline.lid import IdentifyLanguage  # noqa: E402
 from pipeline.near_dedup import NearDedup  # noqa: E402
 from pipeline.options import (  # noqa: E402
@@ -63,6 +58,7 @@ from pipeline.options import (  # noqa: E402
 from pipeline.perplexity import ScorePerplexity, validate_models  # noqa: E402
 from pipeline.segments import (  # noqa: E402
     FAILED_RUN_STATS,
+    WORK_CONFIG,
     FetchSettings,
     ReadSegments,
     Segment,
@@ -73,6 +69,7 @@ from pipeline.segments import (  # noqa: E402
     input_segments,
     prepare_work_dir,
     resolve_download_cache,
+    segment_progress,
     segment_sources,
     snapshot_segments,
     work_fingerprint,
@@ -82,6 +79,7 @@ from pipeline.stats import COUNTER_HELP, counters_from_result, format_summary, p
 from pipeline.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
+PROGRESS_EVERY_S = float(os.environ.get("CC100_PROGRESS_EVERY_S", "30"))  # log lines, not a tty
 TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging META_DIR; moved into stats.json
 
 
@@ -97,7 +95,8 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
         fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
                               config.retry_policy())
     docs = p | "ReadSegments" >> ReadSegments(
-        segments, work_dir, config.min_len, fetch, report_path=meta_path(root, FILES_REPORT))
+        segments, work_dir, config.min_len, fetch, report_path=meta_path(root, FILES_REPORT),
+        max_record_bytes=config.max_record_bytes)
     docs = docs | "DedupParagraphs" >> DedupParagraphs(
         [s.name for s in segments], config.dedup, config.dedup_group_size,
         top_lines_path=meta_path(root, TOP_LINES_FILE))
@@ -138,14 +137,7 @@ def n_dedup_groups(n_files: int, group_size: int | None) -> int:
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    for name in ("cc100", "pipeline.download", "pipeline.snapshot"):  # ours: progress and retries
-        ours = logging.getLogger(name)
-        ours.handlers[:] = [handler]
-        ours.setLevel(logging.INFO)
-        ours.propagate = False
-    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    logs.setup(verbose)
     # Worker processes print their own log lines; the runner's copy of each is a duplicate.
     relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
     relay.setLevel(logging.NOTSET if verbose else logging.ERROR)
@@ -179,6 +171,17 @@ def _error(message: str) -> None:
     print(f"cc100 corpus: {message}", file=sys.stderr)
 
 
+def remove_leftovers(config: CorpusConfig, work_dir: str) -> None:
+    """What killed runs of this stage on this output left (pipeline/leftovers.py): their staging
+    directories, and the work directory of a run killed right after its commit (unless this
+    run, with --overwrite, resumes from it and removes it at its end)."""
+    remove_dead_staging(config.output)
+    stats_path = find_meta(config.output, STATS_FILE, exists=FileSystems.exists) or meta_path(config.output, STATS_FILE)
+    if not config.overwrite and committed_run_left_work_dir(config.output, stats_path, work_dir, WORK_CONFIG):
+        LOG.info("removing %s, the work directory of the run committed to %s", work_dir, config.output)
+        clear_work_dir(work_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -187,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     _setup_logging(args.verbose)
     work_dir = config.work
-    fingerprint = work_fingerprint(config.min_len)
+    fingerprint = work_fingerprint(config.min_len, config.max_record_bytes)
     work_state = None
+    remove_leftovers(config, work_dir)
     work_existed = "://" not in work_dir and os.path.isdir(work_dir)
     try:
         files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
@@ -230,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         prepare_worker_package(options)
         p = beam.Pipeline(runner=make_runner(config, options), options=options)
         build_pipeline(p, config, segments, staging, work_dir)
-        result = p.run()
-        result.wait_until_finish()
+        with segment_progress(work_dir, segments, LOG.info, every=PROGRESS_EVERY_S):
+            result = p.run()
+            result.wait_until_finish()
         counters = counters_from_result(result)
         reports = read_file_reports(_read_text(meta_path(staging, FILES_REPORT)))
         failed = failed_segments(reports)
@@ -257,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             "problem_files": [{"path": r["path"], "problems": r["problems"]}
                               for r in reports if r["problems"] and not r.get("failed")],
         }
-        committed = not failed or config.allow_failed_segments
+        imbalances = check_conservation(counters, parts, len(reports), len(segments), config.near_dedup)
+        stats["conservation"] = {"failed": [i.to_dict() for i in imbalances]}
+        committed = not imbalances and (not failed or config.allow_failed_segments)
         stats["committed"] = committed
         if committed:
             write_text(FileSystems.join(staging, DATASET_CARD), render_card(stats))
@@ -273,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         LOG.info("finished segments stay in %s: re-running the same command resumes from them", work_dir)
         if args.verbose:
             raise
+        return 1
+    if imbalances:
+        more = f" (and {len(imbalances) - 1} more)" if len(imbalances) > 1 else ""
+        _error(f"conservation check failed, so {config.output} was not written: {imbalances[0].line()}"
+               f"{more}; the counters are in {FileSystems.join(work_dir, FAILED_RUN_STATS)}")
         return 1
     if committed and not failed and not config.keep_work:
         clear_work_dir(work_dir)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 
 from apache_beam.options.pipeline_options import (
@@ -23,17 +24,20 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
+from pipeline import logs
 from pipeline.dedup import DEDUP_MODES
 from pipeline.download import DEFAULT_MAX_CONCURRENT, RetryPolicy, add_policy_flags, policy_from_args, redact_url
 from pipeline.lid import DEFAULT_THRESHOLD, LID_MODES, parse_langs
 from pipeline.near_dedup import UNITS as NEAR_DEDUP_UNITS
 from pipeline.near_dedup import NearDedupConfig
 from pipeline.snapshot import DEFAULT_BASE_URL, parse_segments, validate_base_url, validate_snapshot
+from pipeline.wet import MAX_RECORD_BYTES
 
 # The local runner used when no --runner is given. Beam 2.77's DirectRunner first tries the
 # Prism runner, which downloads a Go binary from the internet (it fails offline, then falls
 # back); the FnApiRunner is the batch engine the DirectRunner falls back to, without that try.
 LOCAL_RUNNER = "FnApiRunner"
+WORKER_MODULE = "pipeline.beam_worker"  # the local runner's worker processes
 
 
 @dataclass
@@ -42,6 +46,7 @@ class CorpusConfig:
     output: str  # output directory (local path or gs://...)
     workers: int = 1  # local runner parallelism (processes)
     min_len: int = 300  # cc_net: documents with a shorter raw_content are dropped
+    max_record_bytes: int = MAX_RECORD_BYTES  # larger WET record bodies are skipped (counted)
     dedup: str = "ccnet"  # ccnet | keep-first
     dedup_group_size: int | None = None  # segments per dedup group; None = all input
     docs_per_file: int = 50_000  # upper bound of documents per Parquet file (memory of a writer)
@@ -113,6 +118,8 @@ class CorpusConfig:
             raise ValueError(f"workers: --workers must be >= 1, got {self.workers}")
         if self.min_len < 0:
             raise ValueError(f"min_len: --min-len must be >= 0, got {self.min_len}")
+        if self.max_record_bytes < 1:
+            raise ValueError(f"max_record_bytes: --max-record-bytes must be >= 1, got {self.max_record_bytes}")
         if self.dedup not in DEDUP_MODES:
             raise ValueError(f"dedup: --dedup must be one of {', '.join(DEDUP_MODES)}, got {self.dedup!r}")
         if self.dedup_group_size is not None and self.dedup_group_size < 1:
@@ -183,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="parallel worker processes of the local runner (default 1)")
     parser.add_argument("--min-len", type=int, default=300, metavar="CHARS",
                         help="drop documents whose text is shorter (default 300, cc_net's value)")
+    parser.add_argument("--max-record-bytes", type=int, default=MAX_RECORD_BYTES, metavar="N",
+                        help="skip (and count as record_too_large) WET records whose body is "
+                        f"larger (default {MAX_RECORD_BYTES}: 4 MiB; Common Crawl truncates "
+                        "fetched pages at 1 MiB)")
     parser.add_argument("--dedup", choices=DEDUP_MODES, default="ccnet",
                         help="ccnet: a paragraph found in 2+ documents is removed from all of them "
                         "(default); keep-first: keep its first copy by (segment, record)")
@@ -273,6 +284,7 @@ def parse_args(argv: list[str]) -> tuple[CorpusConfig, argparse.Namespace]:
             output=args.output,
             workers=args.workers,
             min_len=args.min_len,
+            max_record_bytes=args.max_record_bytes,
             dedup=args.dedup,
             dedup_group_size=args.dedup_group_size,
             docs_per_file=args.docs_per_file,
@@ -359,7 +371,7 @@ def pipeline_options(config: CorpusConfig) -> PipelineOptions:
         harness = options.view_as(WorkerOptions)
         if harness.default_sdk_harness_log_level is None:  # worker processes: our progress only
             harness.default_sdk_harness_log_level = "WARNING"
-            harness.sdk_harness_log_level_overrides = {"cc100": "INFO", "pipeline.download": "INFO"}
+            harness.sdk_harness_log_level_overrides = {name: "INFO" for name in logs.OURS}
     return options
 
 
@@ -375,6 +387,42 @@ def make_runner(config: CorpusConfig, options: PipelineOptions):
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
+    from apache_beam.transforms import environments
+
+    disable_timed_data_flush()
+
+    class LocalRunner(fn_runner.FnApiRunner):
+        """FnApiRunner whose worker processes (multi_processing) start as `python -m
+        pipeline.beam_worker`, so they log like the main process (pipeline/logs.py)."""
+
+        def __setattr__(self, name, value):
+            if name == "_default_environment" and isinstance(
+                    value, environments.SubprocessSDKEnvironment):
+                value = environments.SubprocessSDKEnvironment.from_command_string(
+                    f"{sys.executable} -m {WORKER_MODULE}")
+            super().__setattr__(name, value)
+
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options(drop_default=True))
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+    return LocalRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
+def disable_timed_data_flush() -> None:
+    """Make the local runner's data plane send a bundle's input only from the sending thread.
+
+    Beam's FnApiRunner sends every bundle's input to its gRPC workers (--workers > 1) through a
+    `TimeBasedBufferingClosableOutputStream` (worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 1000).
+    Its timer thread flushes with `flush_callback(self.get()); self._clear()` while the runner
+    thread keeps writing, and `write` takes no lock: whatever is written while the callback
+    waits (a full send queue, i.e. a busy worker) is cleared unsent. Whole chunks of a stage's
+    input vanish and the job exits 0 (issue #14: documents and dedup losses, under CPU load).
+    With the limit at 0 the stream only flushes when the runner closes it: a bundle's input
+    goes as one message, as the input of a GroupByKey already does. docs/beam_data_plane_race.md
+    has the reproduction and the report for Beam.
+    """
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    if not hasattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS"):  # Beam changed: re-check the race
+        raise RuntimeError("apache_beam.runners.portability.fn_api_runner.worker_handlers has no "
+                           "DATA_BUFFER_TIME_LIMIT_MS any more; see docs/beam_data_plane_race.md")
+    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0

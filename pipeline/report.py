@@ -38,7 +38,6 @@ import base64
 import hashlib
 import io
 import json
-import logging
 import math
 import os
 import re
@@ -68,7 +67,7 @@ FUNNEL: tuple[tuple[str, tuple[str, ...], bool], ...] = (
 # Counters explaining the drops between funnel stages, shown under the funnel.
 DROP_COUNTERS = (
     "bad_wet_record", "docs_too_short", "documents_emptied", "duplicate_lines_removed",
-    "near_dup_docs_removed", "lid_dropped_empty", "lid_dropped_threshold",
+    "near_dup_docs_removed", "lid_dropped_empty", "lid_dropped_bad_label", "lid_dropped_threshold",
     "lid_dropped_language_filter", "perplexity_no_model",
 )
 COUNTERS_KEY = "counters"  # stats["counters"]: {name: int}; top-level numbers are used too
@@ -97,13 +96,6 @@ BUCKET_COLORS = {"head": "#2b8a3e", "middle": "#e8a33d", "tail": "#c92a2a", "all
 
 class ReportError(Exception):
     """Bad input for the report: the message names the file or argument."""
-
-
-class _DropImportNoise(logging.Filter):
-    """Beam logs a warning at import time when the optional GCP client (apitools) is absent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("apitools not found")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -260,7 +252,6 @@ def read_parquet_columns(files: list[Path], samples: int = 3, tokenizer=None) ->
 
 def read_cutoff_file(path: Path) -> dict[str, tuple[float, float]]:
     """{lang: (head, tail)} from a cc_net cutoff CSV (pipeline.buckets parses it)."""
-    logging.getLogger().addFilter(_DropImportNoise())
     from pipeline.buckets import head_tail, parse_cutoffs
     from pipeline.tools import ModelFileError
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pipeline import logs
+from pipeline.cliflags import add_deprecated_alias
 from pipeline.download import (
     DEFAULT_MAX_CONCURRENT,
     DownloadError,
@@ -317,34 +319,37 @@ class SegmentFetcher:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m pipeline.snapshot",
+        prog="cc100 prefetch",
         description="List or download (with retries and resume) the WET files of a Common Crawl "
                     "snapshot into a local cache, e.g. to prefetch before `cc100 corpus`.")
     p.add_argument("--snapshot", required=True, help="crawl id, e.g. CC-MAIN-2019-30")
     p.add_argument("--segments", default="0",
                    help="indices into wet.paths: '0-99', '3,5,10-12', 'all'")
-    p.add_argument("--cache-dir", default=".cache/commoncrawl", help="local download cache")
+    p.add_argument("--download-cache", default=".cache/commoncrawl", metavar="DIR",
+                   help="local download cache (the corpus job's --download-cache reuses it)")
     p.add_argument("--cc-base-url", default=DEFAULT_BASE_URL, help="Common Crawl host or mirror")
     p.add_argument("--list", action="store_true",
                    help="print the selected URLs (credentials shown as ***), download nothing")
     add_policy_flags(p)
     p.add_argument("--timeout", type=float, default=RetryPolicy.timeout, help="seconds per read")
-    p.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT,
+    p.add_argument("--max-downloads", type=int, default=DEFAULT_MAX_CONCURRENT, metavar="N",
                    help="parallel downloads (politeness cap)")
     p.add_argument("--allow-failed-segments", action="store_true",
                    help="exit 0 even if some segments could not be downloaded (or were refused: "
                    "listing lines that are not relative Common Crawl paths)")
+    add_deprecated_alias(p, "--cache-dir", "--download-cache")
+    add_deprecated_alias(p, "--max-concurrent", "--max-downloads")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logs.setup()
     try:
         policy = policy_from_args(args, timeout=args.timeout)
-        fetcher = SegmentFetcher(args.cache_dir, args.cc_base_url, policy=policy,
-                                 max_concurrent=args.max_concurrent)
-        paths = wet_paths(args.snapshot, fetcher.base_url, args.cache_dir, policy=policy)
+        fetcher = SegmentFetcher(args.download_cache, args.cc_base_url, policy=policy,
+                                 max_concurrent=args.max_downloads)
+        paths = wet_paths(args.snapshot, fetcher.base_url, args.download_cache, policy=policy)
         selected = select_segments(paths, args.segments, allow_invalid=args.allow_failed_segments)
     except (ValueError, DownloadError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -369,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=args.max_concurrent) as pool:
+    with ThreadPoolExecutor(max_workers=args.max_downloads) as pool:
         list(pool.map(work, selected))
     s = fetcher.summary()
     print(f"{args.snapshot}: {len(selected)} segments, {s['downloaded']} downloaded "

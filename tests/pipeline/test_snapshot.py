@@ -214,7 +214,7 @@ def test_cli_lists_downloads_and_reports_failures(crawl, tmp_path, capsys, monke
         monkeypatch.delenv(name.upper(), raising=False)
     server, root, paths = crawl
     common = ["--snapshot", SNAPSHOT, "--cc-base-url", server.base_url,
-              "--cache-dir", str(tmp_path / "cache"), "--max-attempts", "2"]
+              "--download-cache", str(tmp_path / "cache"), "--max-attempts", "2"]
 
     assert main(common + ["--segments", "0,2", "--list"]) == 0
     assert capsys.readouterr().out.split() == [server.url(paths[0]), server.url(paths[2])]
@@ -227,7 +227,7 @@ def test_cli_lists_downloads_and_reports_failures(crawl, tmp_path, capsys, monke
     assert main(common + ["--segments", "0-2", "--allow-failed-segments"]) == 0
     assert "2 already cached, 1 failed" in capsys.readouterr().out
 
-    assert main(["--snapshot", "CC-MAIN-2019", "--cache-dir", str(tmp_path)]) == 2
+    assert main(["--snapshot", "CC-MAIN-2019", "--download-cache", str(tmp_path)]) == 2
     assert "invalid snapshot name 'CC-MAIN-2019'" in capsys.readouterr().err
     assert main(common + ["--segments", "7"]) == 2
     assert "segment 7 does not exist" in capsys.readouterr().err
@@ -288,7 +288,7 @@ def test_listing_naming_another_host_never_reaches_it(crawl, tmp_path, capsys, m
         listing = [paths[0], evil.url(paths[1]), paths[2]]
         (root / f"crawl-data/{SNAPSHOT}/wet.paths.gz").write_bytes(gzip.compress("\n".join(listing).encode()))
         common = ["--snapshot", SNAPSHOT, "--cc-base-url", server.base_url, "--segments", "0-2",
-                  "--cache-dir", str(tmp_path / "cache"), "--max-attempts", "2"]
+                  "--download-cache", str(tmp_path / "cache"), "--max-attempts", "2"]
         assert main(common) == 2
         err = capsys.readouterr().err
         assert "wet.paths.gz line 2 (segment 1) is not a relative Common Crawl path: an absolute URL" in err
@@ -378,7 +378,7 @@ def test_cli_never_shows_credentials(crawl, tmp_path, capsys, monkeypatch):
     server, _, paths = crawl
     base = server.base_url.replace("http://", "http://alice:s3cret@")
     server.always(paths[1], missing())
-    common = ["--snapshot", SNAPSHOT, "--cc-base-url", base, "--cache-dir", str(tmp_path / "cache"),
+    common = ["--snapshot", SNAPSHOT, "--cc-base-url", base, "--download-cache", str(tmp_path / "cache"),
               "--segments", "0-1", "--max-attempts", "1"]
     assert main(common + ["--list"]) == 0
     listed = capsys.readouterr().out.split()
@@ -398,13 +398,13 @@ def test_two_prefetch_processes_sharing_a_cache_both_succeed(crawl, tmp_path):
 
     server, root, paths = crawl
     cache = tmp_path / "cache"
-    assert main(["--snapshot", SNAPSHOT, "--cc-base-url", server.base_url, "--cache-dir", str(cache),
+    assert main(["--snapshot", SNAPSHOT, "--cc-base-url", server.base_url, "--download-cache", str(cache),
                  "--segments", "0", "--list"]) == 0  # the listing is cached: only the segment is raced
     server.clear_log()
     server.plan(paths[0], pause(after=100_000, seconds=1.5))
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     argv = [sys.executable, "-m", "pipeline.snapshot", "--snapshot", SNAPSHOT, "--segments", "0",
-            "--cc-base-url", server.base_url, "--cache-dir", str(cache), "--max-attempts", "2"]
+            "--cc-base-url", server.base_url, "--download-cache", str(cache), "--max-attempts", "2"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for _ in range(1000):  # until the first run is inside its pause
         if any(r.sent >= 100_000 for r in server.requests_for(paths[0])):
