@@ -583,12 +583,12 @@ def iter_wet_records(
 
 
 def source_domain(url: str) -> str:
-    """Host of `url`, lower-cased, without port and leading "www." ("" if unparsable)."""
+    """cc_net's `source_domain`: the URL's netloc as written, port and "www." included ("" if
+    unparsable)."""
     try:
-        host = urlsplit(url).hostname or ""
+        return urlsplit(url).netloc
     except ValueError:
         return ""
-    return host[4:] if host.startswith("www.") else host
 
 
 def split_lines(text: str) -> list[str]:
@@ -637,6 +637,9 @@ def record_to_document(record: WetRecord, segment: str) -> tuple[Document | None
         nlines=raw_content.count("\n") + 1,
         cc_segment=segment,
         record_offset=record.index,
+        # cc_net's original_length, the WARC Content-Length: the body's bytes as delimited (the
+        # same number, unless the header was missing or wrong and the body was re-delimited)
+        original_length=len(record.body),
     )
     return doc, None, invalid_utf8
 
