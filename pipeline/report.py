@@ -13,7 +13,8 @@ written next to it), plus `report.json` with every number shown, for tools and t
 * documents and characters per language (log scale);
 * the funnel: pages read -> long enough -> after paragraph dedup -> language kept -> written,
   then documents per perplexity bucket; lines and characters in and after dedup;
-* deduplication per language: paragraphs (lines) and characters removed from kept documents;
+* deduplication per language: paragraphs (lines) removed from kept documents, and their bytes
+  against the records' (original_length, the WARC Content-Length);
 * characters and whitespace tokens (and, with --sentencepiece MODEL, pieces) per language and bucket;
 * document-length distributions per language (percentiles and a plot);
 * top domains and TLDs per language; a few sample documents per language and bucket
@@ -110,7 +111,8 @@ class Details:
     pieces: Counter = field(default_factory=Counter)  # (language, bucket) -> SentencePiece pieces
     lines_kept: Counter = field(default_factory=Counter)  # language -> nlines
     lines_original: Counter = field(default_factory=Counter)  # language -> original_nlines
-    chars_original: Counter = field(default_factory=Counter)  # language -> original_length
+    bytes_original: Counter = field(default_factory=Counter)  # language -> original_length (record bytes)
+    bytes_kept: Counter = field(default_factory=Counter)  # language -> UTF-8 bytes of raw_content
     domains: dict = field(default_factory=dict)  # language -> Counter of URL hosts
     tlds: dict = field(default_factory=dict)  # language -> Counter of the hosts' last label
     samples: dict = field(default_factory=dict)  # (language, bucket) -> [(rank, url, text)]
@@ -189,7 +191,8 @@ def add_details(details: Details, rows: dict[str, list], samples: int, tokenizer
         details.tokens[(lang, bucket)] += len(text.split())
         details.lines_kept[lang] += rows["nlines"][i] or 0
         details.lines_original[lang] += rows["original_nlines"][i] or 0
-        details.chars_original[lang] += rows["original_length"][i] or 0
+        details.bytes_original[lang] += rows["original_length"][i] or 0
+        details.bytes_kept[lang] += len(text.encode("utf-8", "surrogatepass"))
         host = host_of(rows["url"][i])
         details.domains.setdefault(lang, Counter())[host or "(none)"] += 1
         details.tlds.setdefault(lang, Counter())[tld_of(host)] += 1
@@ -464,7 +467,9 @@ def text_funnel(stats: dict) -> list[dict]:
 
 
 def dedup_by_language(corpus: Corpus, languages: list[str]) -> list[dict]:
-    """Per language, over its kept documents: paragraphs and characters before and after dedup."""
+    """Per language, over its kept documents: paragraphs before and after dedup, and the text's
+    UTF-8 bytes against the records' (`original_length` is the WARC Content-Length, in bytes:
+    the difference is what dedup removed plus the title line and stripped whitespace)."""
     d = corpus.details
     rows = []
     for lang in languages:
@@ -474,8 +479,9 @@ def dedup_by_language(corpus: Corpus, languages: list[str]) -> list[dict]:
             "language": lang, "lines_original": original, "lines_kept": kept,
             "lines_removed": max(0, original - kept),
             "lines_removed_pct": 100 * (original - kept) / original if original else None,
-            "chars_original": d.chars_original[lang], "chars_kept": kept_chars,
-            "chars_removed": max(0, d.chars_original[lang] - kept_chars),
+            "chars_kept": kept_chars,
+            "bytes_original": d.bytes_original[lang], "bytes_kept": d.bytes_kept[lang],
+            "bytes_removed": max(0, d.bytes_original[lang] - d.bytes_kept[lang]),
         })
     return rows
 
