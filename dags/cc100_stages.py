@@ -39,10 +39,12 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.contracts import META_DIR, STATS_FILE, find_meta, part_files
+
 Log = Callable[[str], None]
 
 # completion markers, as the stages' contracts define them
-CORPUS_MARKER = "stats.json"
+CORPUS_MARKER = f"{META_DIR}/{STATS_FILE}"  # .cc100/stats.json (pipeline/contracts.py)
 RANGES_MARKER = "ranges.json"  # a merged view written by the cc100_snapshot DAG
 VOCAB_MODEL = "sentencepiece.bpe.model"
 SHARDS_MARKER = "manifest.json"
@@ -682,11 +684,12 @@ def lm_stage(cfg: PipelineConfig, log: Log = print) -> str:
 
 
 def corpus_marker(path: Path) -> Path | None:
-    """stats.json of a corpus run, or ranges.json of a snapshot's merged view; None if neither."""
-    for name in (CORPUS_MARKER, RANGES_MARKER):
-        if (path / name).is_file():
-            return path / name
-    return None
+    """.cc100/stats.json of a corpus run (stats.json at the top for older outputs), or
+    ranges.json of a snapshot's merged view; None if neither."""
+    stats = find_meta(path, STATS_FILE)
+    if stats:
+        return Path(stats)
+    return path / RANGES_MARKER if (path / RANGES_MARKER).is_file() else None
 
 
 def corpus_stage(cfg: PipelineConfig, lm_dir: str, log: Log = print, context=None) -> str:
@@ -819,10 +822,8 @@ def merge_ranges(cfg: PipelineConfig, per_task: int, log: Log = print) -> str:
     files = 0
     for r in ranges:
         src = base / range_slug(r)
-        for part in sorted(src.glob("*/*/*.parquet")):
+        for part in part_files(src):
             lang, bucket = part.parent.parent.name, part.parent.name
-            if lang.startswith((".", "_")):
-                continue
             link = merged / lang / bucket / f"{range_slug(r)}--{part.name}"
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(os.path.relpath(part, link.parent))

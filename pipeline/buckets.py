@@ -31,7 +31,6 @@ PERCENTILE_TAIL = 60  # cc_net's PerplexityBucket(percentile_tail=60)
 PERCENTILES = range(100)  # rows of a cutoff table
 BUCKETS = ("head", "middle", "tail")
 NO_BUCKET = "all"
-CUTOFFS_FILE = "cutoffs.csv"  # OUTPUT/cutoffs.csv: the table a run used, reusable with --cutoffs
 
 # Counters of the language stages ("cc100" namespace), for stats.json's counter_help.
 # Dynamic ones: "documents:{language}:{bucket}", "perplexity_no_model:{language}".

@@ -45,7 +45,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.contracts import OwnershipError, claim
+from pipeline.contracts import META_DIR, REPORT_DIR, STATS_FILE, OwnershipError, claim, find_meta, meta_path
 
 DATA_PACKAGE = "pipeline"
 DATA_DIR = "demo_data"
@@ -725,8 +725,8 @@ def format_summary(s: Summary) -> str:
 DEMO_LAYOUT = (
     ("input", "input/wet", "WET files + reference text (python -m pipeline.demo)"),
     ("lm", "lm", "SentencePiece + KenLM scoring models (cc100 lm)"),
-    ("corpus", "corpus", "per-language Parquet + stats.json (cc100 corpus)"),
-    ("report", "corpus/report/index.html", "corpus report (cc100 report)"),
+    ("corpus", "corpus", "per-language Parquet + dataset card (cc100 corpus)"),
+    ("report", f"corpus/{META_DIR}/{REPORT_DIR}/index.html", "corpus report (cc100 report)"),
     ("vocab", "vocab/sentencepiece.bpe.model", "SentencePiece vocabulary (cc100 vocab)"),
     ("shards", "shards/manifest.json", "token shards (cc100 tokenize)"),
     ("run", "run/log.jsonl", "pretraining log + checkpoint.pt (cc100 pretrain)"),
@@ -750,7 +750,7 @@ def _details(name: str, path: Path) -> str:
     if name == "lm":
         return f"{len(list(path.glob('*.arpa.bin')))} languages"
     if name == "corpus":
-        stats = _json(path / "stats.json")
+        stats = _json(Path(find_meta(path, STATS_FILE) or meta_path(path, STATS_FILE)))
         docs = stats.get("counters", {}).get("documents_out", "?")
         langs = sorted({k.split("/")[0] for k in stats.get("partitions", {})})
         return f"{docs} documents, {len(langs)} languages ({', '.join(langs)})"
@@ -778,7 +778,8 @@ def summarize(demo_dir: Path) -> tuple[str, bool]:
             complete = False
             lines.append(f"  {what:<52} MISSING: {path}")
     if complete:
-        lines.append(f"  open {demo_dir / 'corpus/report/index.html'} in a browser for the corpus report")
+        report = demo_dir / dict((n, r) for n, r, _ in DEMO_LAYOUT)["report"]
+        lines.append(f"  open {report} in a browser for the corpus report")
     return "\n".join(lines), complete
 
 

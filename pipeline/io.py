@@ -5,11 +5,15 @@ with spools for resume, is pipeline/segments.py.)
 All file access goes through `apache_beam.io.filesystems.FileSystems`, so the same code reads
 and writes gs:// on Dataflow. Output layout (fixed for the later stages):
 
-    OUTPUT/{language}/{bucket}/part-{shard:05d}-of-{n:05d}.parquet   PARQUET_SCHEMA, zstd
-    OUTPUT/.cc100/stage.json  {"stage": "corpus", "format_version": 1}: the job's own output
-    OUTPUT/stats.json    counters, config, inputs (written last: marks a finished run)
-    OUTPUT/files.jsonl   one line per input file (segment): records, documents, problems, source
-    OUTPUT/cutoffs.csv   the perplexity cutoffs used (cc_net format, reusable with --cutoffs)
+    OUTPUT/{language}/{bucket}/part-{shard:05d}-of-{n:05d}.parquet   OUTPUT_SCHEMA, zstd
+    OUTPUT/README.md            dataset card (pipeline/card.py)
+    OUTPUT/.cc100/stage.json    {"stage": "corpus", "format_version": 1}: the job's own output
+    OUTPUT/.cc100/stats.json    counters, config, inputs (written last: marks a finished run)
+    OUTPUT/.cc100/files.jsonl   one line per input file (segment): records, documents, problems
+    OUTPUT/.cc100/cutoffs.csv   the perplexity cutoffs used (cc_net format, reusable with --cutoffs)
+
+(the names are pipeline/contracts.py's). Each file has row groups of at most ROW_GROUP_ROWS
+documents and about ROW_GROUP_BYTES of text, so readers can skip and parallelise inside it.
 
 Documents without a language (before language identification) go to `und/`, without a perplexity
 bucket to `all/`. Each partition is split into ceil(documents / docs_per_file) files by a stable
@@ -47,15 +51,15 @@ from pipeline.contracts import (
     undecodable_name,
 )
 from pipeline.leftovers import staging_path
-from pipeline.schema import PARQUET_SCHEMA, Document, documents_from_bytes, documents_to_bytes
+from pipeline.schema import OUTPUT_SCHEMA, Document, documents_from_bytes, documents_to_bytes, output_table
 
 NAMESPACE = "cc100"
 LOG = logging.getLogger("cc100.corpus")
 UNDEFINED_LANGUAGE = "und"  # ISO 639-2 "undetermined": documents before language identification
 ALL_BUCKETS = "all"  # documents without a perplexity bucket
-STATS_FILE = "stats.json"
-FILES_REPORT = "files.jsonl"
 PARQUET_METADATA_KEY = b"cc100"
+ROW_GROUP_ROWS = 10_000  # documents per Parquet row group, at most
+ROW_GROUP_CHARS = 64 * 2**20  # characters of raw_content per row group (about, at most)
 WRITE_COUNTER_PREFIX = "documents_to_write:"  # + "{language}:{bucket}", see write_counter
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -129,19 +133,38 @@ def part_path(root: str, language: str, bucket: str, shard: int, n: int) -> str:
 
 
 def parquet_schema(metadata: dict | None) -> pa.Schema:
-    """PARQUET_SCHEMA carrying the run's config (JSON under the key "cc100") in the footer."""
+    """OUTPUT_SCHEMA carrying the run's config (JSON under the key "cc100") in the footer."""
     if not metadata:
-        return PARQUET_SCHEMA
-    return PARQUET_SCHEMA.with_metadata({PARQUET_METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+        return OUTPUT_SCHEMA
+    return OUTPUT_SCHEMA.with_metadata({PARQUET_METADATA_KEY: json.dumps(metadata, sort_keys=True)})
 
 
-def write_parquet(path: str, docs: Sequence[Document], schema: pa.Schema) -> int:
-    """Documents sorted by (cc_segment, record_offset) -> one zstd Parquet file; returns rows."""
-    rows = [d.to_row() for d in sorted(docs, key=lambda d: (d.cc_segment, d.record_offset))]
-    table = pa.Table.from_pylist(rows, schema=schema)
-    with FileSystems.create(path) as f:
-        pq.write_table(table, f, compression="zstd")
-    return len(rows)
+def row_groups(docs: Sequence[Document], max_rows: int, max_chars: int) -> list[Sequence[Document]]:
+    """Consecutive runs of documents, each at most max_rows long and (unless one document is
+    larger alone) at most max_chars of raw_content."""
+    groups, start, chars = [], 0, 0
+    for i, doc in enumerate(docs):
+        size = len(doc.raw_content or "")
+        if i > start and (i - start >= max_rows or chars + size > max_chars):
+            groups.append(docs[start:i])
+            start, chars = i, 0
+        chars += size
+    if start < len(docs) or not groups:
+        groups.append(docs[start:])
+    return groups
+
+
+def write_parquet(path: str, docs: Sequence[Document], schema: pa.Schema) -> tuple[int, int]:
+    """Documents sorted by (cc_segment, record_offset) -> one zstd Parquet file of bounded row
+    groups; returns (rows, dates that could not be parsed)."""
+    ordered = sorted(docs, key=lambda d: (d.cc_segment, d.record_offset))
+    bad_dates = 0
+    with FileSystems.create(path) as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
+        for group in row_groups(ordered, ROW_GROUP_ROWS, ROW_GROUP_CHARS):
+            table, bad = output_table(group, schema)
+            writer.write_table(table, row_group_size=max(1, table.num_rows))
+            bad_dates += bad
+    return len(ordered), bad_dates
 
 
 class _WritePartFn(beam.DoFn):
@@ -153,13 +176,16 @@ class _WritePartFn(beam.DoFn):
         self.schema = parquet_schema(self.metadata)
         self.docs_out = Metrics.counter(NAMESPACE, "documents_out")
         self.files_out = Metrics.counter(NAMESPACE, "parquet_files_written")
+        self.bad_dates = Metrics.counter(NAMESPACE, "date_download_unparsed")
 
     def process(self, element):
         (language, bucket, shard, n), batches = element
         path = part_path(self.root, language, bucket, shard, n)
         docs = [doc for batch in batches for doc in documents_from_bytes(batch)]
-        rows = write_parquet(path, docs, self.schema)
+        rows, bad_dates = write_parquet(path, docs, self.schema)
         self.docs_out.inc(rows)
+        if bad_dates:
+            self.bad_dates.inc(bad_dates)
         self.files_out.inc()
         LOG.info("wrote %s (%d documents)", path, rows)
         yield {"path": path, "language": language, "bucket": bucket, "documents": rows}
@@ -234,8 +260,13 @@ class WriteByLanguage(beam.PTransform):
 
 def write_json(path: str, data) -> None:
     """JSON (indented, UTF-8) to any Beam filesystem path."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text(path: str, text: str) -> None:
+    """UTF-8 text to any Beam filesystem path."""
     with FileSystems.create(path) as f:
-        f.write(json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
+        f.write(text.encode("utf-8"))
 
 
 def _is_nonempty_dir(path: str) -> bool:

@@ -8,7 +8,7 @@
 output, models and the work directory before anything runs, builds the chain of stages
 (`build_pipeline`), runs it on the local FnApiRunner (or the --runner given), checks that no
 stage lost data (pipeline/conservation.py; a mismatch commits nothing and exits 1), then writes
-stats.json and commits the staging directory to --output by rename. Segments whose
+the dataset card README.md and .cc100/stats.json and commits the staging directory to --output by rename. Segments whose
 download failed for good are reported; without --allow-failed-segments nothing is committed,
 the run exits 1, and the work directory keeps every finished segment for the re-run.
 """
@@ -26,14 +26,23 @@ from datetime import datetime, timezone
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
-from pipeline.buckets import CUTOFFS_FILE, AssignBuckets, format_language_table, summarize_counters  # noqa: E402
+from pipeline.buckets import AssignBuckets, format_language_table, summarize_counters  # noqa: E402
+from pipeline.card import render_card  # noqa: E402
 from pipeline.conservation import check_conservation  # noqa: E402
-from pipeline.contracts import describe_os_error, find_os_error, undecodable_name  # noqa: E402
+from pipeline.contracts import (  # noqa: E402
+    CUTOFFS_FILE,
+    DATASET_CARD,
+    FILES_REPORT,
+    STATS_FILE,
+    describe_os_error,
+    find_meta,
+    find_os_error,
+    meta_path,
+    undecodable_name,
+)
 from pipeline.dedup import DedupParagraphs  # noqa: E402
 from pipeline.download import DownloadError, redact_url  # noqa: E402
 from pipeline.io import (  # noqa: E402
-    FILES_REPORT,
-    STATS_FILE,
     CorpusIOError,
     WriteByLanguage,
     check_output,
@@ -41,8 +50,10 @@ from pipeline.io import (  # noqa: E402
     create_staging,
     list_parts,
     match_inputs,
+    output_problem,
     remove_tree,
     write_json,
+    write_text,
 )
 from pipeline import logs  # noqa: E402
 from pipeline.leftovers import committed_run_left_work_dir, remove_dead_staging  # noqa: E402
@@ -81,7 +92,7 @@ from pipeline.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
 PROGRESS_EVERY_S = float(os.environ.get("CC100_PROGRESS_EVERY_S", "30"))  # log lines, not a tty
-TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging dir; moved into stats.json
+TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging META_DIR; moved into stats.json
 
 
 def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segment], root: str,
@@ -96,18 +107,18 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
         fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
                               config.retry_policy())
     docs = p | "ReadSegments" >> ReadSegments(
-        segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT),
+        segments, work_dir, config.min_len, fetch, report_path=meta_path(root, FILES_REPORT),
         max_record_bytes=config.max_record_bytes)
     docs = docs | "DedupParagraphs" >> DedupParagraphs(
         [s.name for s in segments], config.dedup, config.dedup_group_size,
-        top_lines_path=FileSystems.join(root, TOP_LINES_FILE))
+        top_lines_path=meta_path(root, TOP_LINES_FILE))
     if config.near_dedup:
         docs = docs | "NearDedup" >> NearDedup(config.near_dedup_config())
     docs = docs | "IdentifyLanguage" >> IdentifyLanguage(
         config.lid_model, config.lang_threshold, config.lid, config.langs)
     docs = docs | "ScorePerplexity" >> ScorePerplexity(config.lm_dir, config.perplexity_per_line)
     docs = docs | "AssignBuckets" >> AssignBuckets(
-        config.cutoffs, cutoffs_output=FileSystems.join(root, CUTOFFS_FILE))
+        config.cutoffs, cutoffs_output=meta_path(root, CUTOFFS_FILE))
     _ = docs | "WriteByLanguage" >> WriteByLanguage(root, metadata, config.docs_per_file)
 
 
@@ -213,7 +224,9 @@ def remove_leftovers(config: CorpusConfig, work_dir: str) -> None:
     directories, and the work directory of a run killed right after its commit (unless this
     run, with --overwrite, resumes from it and removes it at its end)."""
     remove_dead_staging(config.output)
-    stats_path = FileSystems.join(config.output, STATS_FILE)
+    if output_problem(config.output) is not None:  # not this stage's output: none of its leftovers
+        return
+    stats_path = find_meta(config.output, STATS_FILE, exists=FileSystems.exists) or meta_path(config.output, STATS_FILE)
     if not config.overwrite and committed_run_left_work_dir(config.output, stats_path, work_dir, WORK_CONFIG):
         LOG.info("removing %s, the work directory of the run committed to %s", work_dir, config.output)
         clear_work_dir(work_dir)
@@ -276,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             result = p.run()
             result.wait_until_finish()
         counters = counters_from_result(result)
-        reports = read_file_reports(_read_text(FileSystems.join(staging, FILES_REPORT)))
+        reports = read_file_reports(_read_text(meta_path(staging, FILES_REPORT)))
         failed = failed_segments(reports)
         parts = list_parts(staging)
         stats = {
@@ -294,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             "counters": counters,
             "counter_help": {k: v for k, v in COUNTER_HELP.items() if k in counters},
             "languages": summarize_counters(counters),
-            "top_duplicate_lines": _read_top_lines(FileSystems.join(staging, TOP_LINES_FILE)),
+            "top_duplicate_lines": _read_top_lines(meta_path(staging, TOP_LINES_FILE)),
             "partitions": partitions(parts),
             "parts": parts,
             "problem_files": [{"path": r["path"], "problems": r["problems"]}
@@ -305,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         committed = not imbalances and (not failed or config.allow_failed_segments)
         stats["committed"] = committed
         if committed:
-            write_json(FileSystems.join(staging, STATS_FILE), stats)  # last: marks the run finished
+            write_text(FileSystems.join(staging, DATASET_CARD), render_card(stats))
+            write_json(meta_path(staging, STATS_FILE), stats)  # last: marks the run finished
             commit_output(staging, config.output, config.overwrite)
         else:  # nothing is committed; the spools of the finished segments stay for the re-run
             write_json(FileSystems.join(work_dir, FAILED_RUN_STATS), stats)

@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="process segments of this Common Crawl snapshot, downloaded inside "
                         "the job (with --segments)")
     parser.add_argument("--output", required=True, metavar="DIR",
-                        help="output directory: {language}/{bucket}/part-*.parquet + stats.json")
+                        help="output directory: {language}/{bucket}/part-*.parquet, README.md (dataset card), .cc100/ (stats.json ...)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="parallel worker processes of the local runner (default 1)")
     parser.add_argument("--min-len", type=int, default=300, metavar="CHARS",
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "without it every bucket is 'all'")
     lang.add_argument("--cutoffs", metavar="FILE",
                       help="cc_net-format perplexity cutoff CSV; default: computed from the data, "
-                      "written to OUTPUT/cutoffs.csv")
+                      "written to OUTPUT/.cc100/cutoffs.csv")
     lang.add_argument("--perplexity-per-line", action="store_true",
                       help="score each paragraph as its own line (default: cc_net's whole document "
                       "as one line)")

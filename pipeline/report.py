@@ -1,19 +1,30 @@
 """`cc100 report OUTPUT`: one self-contained HTML page (and PNGs) describing a corpus run.
 
-    cc100 report OUTPUT [--out DIR] [--top-lines N] [--max-languages N]
+    cc100 report OUTPUT [--output DIR] [--top-lines N] [--max-languages N] [--samples N]
+                        [--sentencepiece MODEL]
 
-Reads `OUTPUT/stats.json` (written last by `cc100 corpus`), the Parquet tree
-`OUTPUT/{language}/{bucket}/part-*.parquet` (only the small columns: language, language_score,
-perplexity, bucket, length) and `OUTPUT/cutoffs.csv` when present (cc_net format). Writes
-`OUTPUT/report/index.html` with the PNGs embedded (base64) and also next to it, plus
-`report.json` with every number shown, for tools and tests:
+Reads `OUTPUT/.cc100/stats.json` (written last by `cc100 corpus`), the Parquet tree
+`OUTPUT/{language}/{bucket}/part-*.parquet` (one row group at a time) and
+`OUTPUT/.cc100/cutoffs.csv` when present (cc_net format); outputs of older versions kept both
+at the top level, where they are still read (pipeline/contracts.py). Writes
+`OUTPUT/.cc100/report/index.html` (templates/report.html.j2, PNGs embedded as base64 and also
+written next to it), plus `report.json` with every number shown, for tools and tests:
 
 * documents and characters per language (log scale);
 * the funnel: pages read -> long enough -> after paragraph dedup -> language kept -> written,
-  then documents per perplexity bucket;
+  then documents per perplexity bucket; lines and characters in and after dedup;
+* deduplication per language: paragraphs (lines) removed from kept documents, and their bytes
+  against the records' (original_length, the WARC Content-Length);
+* characters and whitespace tokens (and, with --sentencepiece MODEL, pieces) per language and bucket;
+* document-length distributions per language (percentiles and a plot);
+* top domains and TLDs per language; a few sample documents per language and bucket
+  (truncated; every text is HTML-escaped by the template engine);
 * perplexity histograms per language, the head/middle/tail cutoffs drawn;
 * the language-ID score distribution, with the threshold;
 * the most frequent removed boilerplate lines, when stats.json records them.
+
+Long per-language tables scroll inside a box with a fixed header, and per-language details
+(domains, samples) are collapsed, so the page stays readable for 100 languages.
 
 stats.json is read defensively: its keys belong to `cc100 corpus` and grow stage by stage, so
 every key this module reads is named in the tables just below (adapting is one edit there), and
@@ -25,7 +36,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import html
+import hashlib
 import io
 import json
 import math
@@ -33,10 +44,24 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pipeline.contracts import OwnershipError, check_claimable, claim
+from pipeline.contracts import (
+    CUTOFFS_FILE,
+    META_DIR,
+    REPORT_DIR,
+    STATS_FILE,
+    OwnershipError,
+    check_claimable,
+    claim,
+    find_meta,
+    meta_path,
+    part_files,
+)
+
 
 REPORT_STAGE = "report"  # the stage name in the report directory's .cc100/stage.json
 
@@ -68,11 +93,19 @@ LANG_THRESHOLD_KEYS = ("lang_threshold", "lid_threshold", "language_threshold") 
 MIN_LEN_KEYS = ("min_len",)  # in config
 # Proposed: stats["top_duplicate_lines"] = [[line, count], ...], most frequent first.
 DUPLICATE_LINES_KEYS = ("top_duplicate_lines", "duplicate_lines")
-CUTOFFS_FILE = "cutoffs.csv"
-STATS_FILE = "stats.json"
+# Counters for the line/character rows of the funnel: (label, lines expression, chars expression).
+TEXT_FUNNEL = (
+    ("into paragraph dedup", "lines_in", "chars_in"),
+    ("after paragraph dedup", "lines_in - duplicate_lines_removed", "chars_after_dedup"),
+)
 
 COLUMNS = ("language", "language_score", "perplexity", "bucket", "length")
+DETAIL_COLUMNS = ("url", "raw_content", "nlines", "original_nlines", "original_length")
+SAMPLE_CHARS = 600  # characters of a sample document shown
+TOP_DOMAINS = 10
+LENGTH_PERCENTILES = (10, 25, 50, 75, 90, 99)
 BUCKET_ORDER = ("head", "middle", "tail", "all")
+REPORT_TEMPLATE = "report.html.j2"
 BUCKET_COLORS = {"head": "#2b8a3e", "middle": "#e8a33d", "tail": "#c92a2a", "all": "#868e96"}
 
 
@@ -84,8 +117,24 @@ class ReportError(Exception):
 
 
 @dataclass
+class Details:
+    """What the report needs of the text itself, gathered while streaming the Parquet files."""
+
+    chars: Counter = field(default_factory=Counter)  # (language, bucket) -> characters of raw_content
+    tokens: Counter = field(default_factory=Counter)  # (language, bucket) -> whitespace tokens
+    pieces: Counter = field(default_factory=Counter)  # (language, bucket) -> SentencePiece pieces
+    lines_kept: Counter = field(default_factory=Counter)  # language -> nlines
+    lines_original: Counter = field(default_factory=Counter)  # language -> original_nlines
+    bytes_original: Counter = field(default_factory=Counter)  # language -> original_length (record bytes)
+    bytes_kept: Counter = field(default_factory=Counter)  # language -> UTF-8 bytes of raw_content
+    domains: dict = field(default_factory=dict)  # language -> Counter of URL hosts
+    tlds: dict = field(default_factory=dict)  # language -> Counter of the hosts' last label
+    samples: dict = field(default_factory=dict)  # (language, bucket) -> [(rank, url, text)]
+
+
+@dataclass
 class Corpus:
-    """What the report is built from: stats.json and the small Parquet columns."""
+    """What the report is built from: stats.json, the small Parquet columns, text details."""
 
     output: Path
     stats: dict
@@ -97,10 +146,13 @@ class Corpus:
     files: int
     cutoffs: dict[str, tuple[float, float]] = field(default_factory=dict)
     cutoffs_source: str = "none"
+    details: Details = field(default_factory=Details)
+    sentencepiece: str | None = None  # the model the pieces were counted with
 
 
 def read_stats(output: Path) -> dict:
-    path = output / STATS_FILE
+    found = find_meta(output, STATS_FILE)
+    path = Path(found) if found else Path(meta_path(output, STATS_FILE))
     if not path.is_file():
         raise ReportError(f"{path}: not found (an unfinished run, or not a `cc100 corpus` output)")
     try:
@@ -113,41 +165,106 @@ def read_stats(output: Path) -> dict:
 
 
 def parquet_files(output: Path) -> list[Path]:
-    """OUTPUT/{language}/{bucket}/part-*.parquet, skipping hidden/staging and report dirs."""
-    found = []
-    for path in sorted(output.glob("*/*/part-*.parquet")):
-        lang_dir, bucket_dir = path.parent.parent.name, path.parent.name
-        if lang_dir.startswith((".", "_")) or bucket_dir.startswith((".", "_")) or lang_dir == "report":
-            continue
-        found.append(path)
-    return found
+    """OUTPUT/{language}/{bucket}/*.parquet, without hidden/staging dirs (pipeline/contracts.py)."""
+    return part_files(output)
 
 
 def _floats(values) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 
 
-def read_parquet_columns(files: list[Path]) -> dict[str, list]:
-    """The small columns of every part; the directory names stand in for null language/bucket."""
+def host_of(url: str | None) -> str:
+    try:
+        host = (urlsplit(url or "").hostname or "").lower()
+    except ValueError:
+        return ""
+    return host[4:] if host.startswith("www.") else host
+
+
+def tld_of(host: str) -> str:
+    return host.rsplit(".", 1)[-1] if "." in host else (host or "(none)")
+
+
+def sample_rank(url: str | None) -> str:
+    """Samples are the documents with the smallest hash of their URL: stable across runs."""
+    return hashlib.sha1((url or "").encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def add_details(details: Details, rows: dict[str, list], samples: int, tokenizer=None) -> None:
+    """Fold one row group (language, bucket and DETAIL_COLUMNS as lists) into `details`; with a
+    SentencePiece `tokenizer`, count its pieces too (one batch per row group)."""
+    n = len(rows["language"])
+    if tokenizer is not None:
+        encoded = tokenizer.encode([text or "" for text in rows["raw_content"]])
+        for lang, bucket, ids in zip(rows["language"], rows["bucket"], encoded):
+            details.pieces[(lang, bucket)] += len(ids)
+    for i in range(n):
+        lang, bucket = rows["language"][i], rows["bucket"][i]
+        text = rows["raw_content"][i] or ""
+        details.chars[(lang, bucket)] += len(text)
+        details.tokens[(lang, bucket)] += len(text.split())
+        details.lines_kept[lang] += rows["nlines"][i] or 0
+        details.lines_original[lang] += rows["original_nlines"][i] or 0
+        details.bytes_original[lang] += rows["original_length"][i] or 0
+        details.bytes_kept[lang] += len(text.encode("utf-8", "surrogatepass"))
+        host = host_of(rows["url"][i])
+        details.domains.setdefault(lang, Counter())[host or "(none)"] += 1
+        details.tlds.setdefault(lang, Counter())[tld_of(host)] += 1
+        if samples:
+            chosen = details.samples.setdefault((lang, bucket), [])
+            chosen.append((sample_rank(rows["url"][i]), rows["url"][i] or "", text[:SAMPLE_CHARS + 1]))
+            if len(chosen) > samples:
+                chosen.sort()
+                del chosen[samples:]
+
+
+def _row_groups(path: Path, columns: tuple[str, ...]):
+    """The file's row groups one at a time (only the `columns` it has); ReportError if unreadable."""
     import pyarrow.parquet as pq
 
+    try:
+        pf = pq.ParquetFile(path)
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        for i in range(pf.num_row_groups):
+            yield pf.read_row_group(i, columns=present)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise ReportError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
+
+
+def load_tokenizer(path: Path):
+    """A SentencePiece model for `--sentencepiece` (e.g. `cc100 vocab`'s sentencepiece.bpe.model)."""
+    import sentencepiece as spm
+
+    if not path.is_file():
+        raise ReportError(f"--sentencepiece {path}: no such file")
+    try:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    except (OSError, RuntimeError) as e:
+        raise ReportError(f"--sentencepiece {path}: not a SentencePiece model ({e})") from None
+
+
+def read_parquet_columns(files: list[Path], samples: int = 3, tokenizer=None) -> tuple[dict[str, list], Details]:
+    """The small columns of every part (the directory names stand in for a null language or
+    bucket), and the text details, read one row group at a time."""
     out: dict[str, list] = {c: [] for c in COLUMNS}
+    details = Details()
     for path in files:
-        try:
-            pf = pq.ParquetFile(path)
-            present = [c for c in COLUMNS if c in pf.schema_arrow.names]
-            table = pf.read(columns=present)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
-            raise ReportError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
-        n = table.num_rows
-        cols = {c: table.column(c).to_pylist() for c in present}
         lang_dir, bucket_dir = path.parent.parent.name, path.parent.name
-        out["language"] += [v or lang_dir for v in cols.get("language", [None] * n)]
-        out["bucket"] += [v or bucket_dir for v in cols.get("bucket", [None] * n)]
-        out["perplexity"] += _floats(cols.get("perplexity", [None] * n))
-        out["language_score"] += _floats(cols.get("language_score", [None] * n))
-        out["length"] += [int(v or 0) for v in cols.get("length", [0] * n)]
-    return out
+        for table in _row_groups(path, COLUMNS + DETAIL_COLUMNS):
+            n = table.num_rows
+            cols = {c: table.column(c).to_pylist() for c in table.column_names}
+            language = [v or lang_dir for v in cols.get("language", [None] * n)]
+            bucket = [v or bucket_dir for v in cols.get("bucket", [None] * n)]
+            out["language"] += language
+            out["bucket"] += bucket
+            out["perplexity"] += _floats(cols.get("perplexity", [None] * n))
+            out["language_score"] += _floats(cols.get("language_score", [None] * n))
+            out["length"] += [int(v or 0) for v in cols.get("length", [0] * n)]
+            add_details(details, {"language": language, "bucket": bucket,
+                                  **{c: cols.get(c, [None] * n) for c in DETAIL_COLUMNS}}, samples, tokenizer)
+    for chosen in details.samples.values():
+        chosen.sort()
+    return out, details
 
 
 def read_cutoff_file(path: Path) -> dict[str, tuple[float, float]]:
@@ -185,16 +302,18 @@ def cutoffs_from_buckets(
     return out
 
 
-def load_corpus(output: Path) -> Corpus:
+def load_corpus(output: Path, samples: int = 3, sentencepiece: Path | None = None) -> Corpus:
     if not output.is_dir():
         raise ReportError(f"{output}: no such directory")
     stats = read_stats(output)
+    tokenizer = load_tokenizer(sentencepiece) if sentencepiece else None
     files = parquet_files(output)
-    cols = read_parquet_columns(files)
-    corpus = Corpus(output=output, stats=stats, files=len(files), **cols)
-    cutoff_path = output / CUTOFFS_FILE
-    if cutoff_path.is_file():
-        corpus.cutoffs, corpus.cutoffs_source = read_cutoff_file(cutoff_path), CUTOFFS_FILE
+    cols, details = read_parquet_columns(files, samples, tokenizer)
+    corpus = Corpus(output=output, stats=stats, files=len(files), details=details,
+                    sentencepiece=str(sentencepiece) if sentencepiece else None, **cols)
+    cutoff_path = find_meta(output, CUTOFFS_FILE)
+    if cutoff_path:
+        corpus.cutoffs, corpus.cutoffs_source = read_cutoff_file(Path(cutoff_path)), CUTOFFS_FILE
     else:
         corpus.cutoffs = cutoffs_from_buckets(corpus.language, corpus.bucket, corpus.perplexity)
         corpus.cutoffs_source = "bucket boundaries" if corpus.cutoffs else "none"
@@ -340,6 +459,96 @@ def consistency_warnings(corpus: Corpus, stages: list[dict]) -> list[str]:
     if not rows:
         warnings.append("no document in the Parquet files")
     return warnings
+
+
+def percentile(ordered: list, q: float):
+    """Nearest-rank percentile of an already sorted list (None when empty)."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def text_funnel(stats: dict) -> list[dict]:
+    """Paragraph lines and characters into and after paragraph dedup (from the counters): the
+    documents funnel alone hides dedup, which removes lines, rarely whole documents."""
+    counters = counters_of(stats)
+    rows = []
+    for label, lines, chars in TEXT_FUNNEL:
+        n_lines, n_chars = evaluate(lines, counters), evaluate(chars, counters)
+        rows.append({"stage": label, "lines": None if n_lines is None else int(n_lines),
+                     "characters": None if n_chars is None else int(n_chars)})
+    return rows
+
+
+def dedup_by_language(corpus: Corpus, languages: list[str]) -> list[dict]:
+    """Per language, over its kept documents: paragraphs before and after dedup, and the text's
+    UTF-8 bytes against the records' (`original_length` is the WARC Content-Length, in bytes:
+    the difference is what dedup removed plus the title line and stripped whitespace)."""
+    d = corpus.details
+    rows = []
+    for lang in languages:
+        kept_chars = sum(v for (l, _), v in d.chars.items() if l == lang)
+        original, kept = d.lines_original[lang], d.lines_kept[lang]
+        rows.append({
+            "language": lang, "lines_original": original, "lines_kept": kept,
+            "lines_removed": max(0, original - kept),
+            "lines_removed_pct": 100 * (original - kept) / original if original else None,
+            "chars_kept": kept_chars,
+            "bytes_original": d.bytes_original[lang], "bytes_kept": d.bytes_kept[lang],
+            "bytes_removed": max(0, d.bytes_original[lang] - d.bytes_kept[lang]),
+        })
+    return rows
+
+
+def text_by_bucket(corpus: Corpus, languages: list[str]) -> list[dict]:
+    """Per language and bucket: documents, characters, whitespace tokens (and SentencePiece
+    pieces when the report was given a model)."""
+    docs = Counter(zip(corpus.language, corpus.bucket))
+    rows = []
+    for lang in languages:
+        for bucket in sorted({b for l, b in docs if l == lang}, key=lambda b: (_bucket_rank(b), b)):
+            rows.append({"language": lang, "bucket": bucket, "documents": docs[(lang, bucket)],
+                         "characters": corpus.details.chars[(lang, bucket)],
+                         "tokens": corpus.details.tokens[(lang, bucket)],
+                         "pieces": corpus.details.pieces[(lang, bucket)] if corpus.details.pieces else None})
+    return rows
+
+
+def length_distribution(corpus: Corpus, languages: list[str]) -> list[dict]:
+    """Percentiles of document length (characters) per language."""
+    by: dict[str, list[int]] = {}
+    for lang, n in zip(corpus.language, corpus.length):
+        by.setdefault(lang, []).append(n)
+    rows = []
+    for lang in languages:
+        ordered = sorted(by.get(lang, []))
+        rows.append({"language": lang, "documents": len(ordered),
+                     "percentiles": {f"p{q}": percentile(ordered, q) for q in LENGTH_PERCENTILES},
+                     "mean": sum(ordered) / len(ordered) if ordered else None})
+    return rows
+
+
+def top_sources(corpus: Corpus, languages: list[str], top: int = TOP_DOMAINS) -> list[dict]:
+    """Per language: the most frequent URL hosts and top-level domains, with document counts."""
+    d = corpus.details
+    return [{"language": lang,
+             "domains": sorted(d.domains.get(lang, Counter()).items(), key=lambda kv: (-kv[1], kv[0]))[:top],
+             "tlds": sorted(d.tlds.get(lang, Counter()).items(), key=lambda kv: (-kv[1], kv[0]))[:top],
+             "distinct_domains": len(d.domains.get(lang, ()))}
+            for lang in languages]
+
+
+def samples(corpus: Corpus, languages: list[str]) -> list[dict]:
+    """A few documents per language and bucket (smallest URL hash first), text truncated."""
+    out = []
+    for lang in languages:
+        buckets = sorted({b for l, b in corpus.details.samples if l == lang}, key=lambda b: (_bucket_rank(b), b))
+        out.append({"language": lang, "buckets": [
+            {"bucket": b, "documents": [
+                {"url": url, "text": text[:SAMPLE_CHARS], "truncated": len(text) > SAMPLE_CHARS}
+                for _, url, text in corpus.details.samples[(lang, b)]]}
+            for b in buckets]})
+    return out
 
 
 # -- plots -----------------------------------------------------------------------------------
@@ -503,6 +712,39 @@ def plot_language_scores(corpus: Corpus, langs: list[str], threshold: float | No
     return data
 
 
+def plot_lengths(corpus: Corpus, langs: list[str]) -> bytes | None:
+    """Document length (characters, log scale) per language: one box per language."""
+    by = {lang: [] for lang in langs}
+    for lang, n in zip(corpus.language, corpus.length):
+        if lang in by and n > 0:
+            by[lang].append(n)
+    langs = [lang for lang in langs if by[lang]]
+    if not langs:
+        return None
+    plt = _pyplot()
+    import matplotlib
+
+    horizontal = ({"orientation": "horizontal"} if tuple(map(int, matplotlib.__version__.split(".")[:2])) >= (3, 10)
+                  else {"vert": False})
+    fig, ax = plt.subplots(figsize=(9, max(2.0, 0.28 * len(langs) + 1.0)))
+    ax.boxplot([by[lang] for lang in langs[::-1]], widths=0.6, **horizontal)
+    ax.set_yticks(range(1, len(langs) + 1), [f"{lang} ({len(by[lang]):,})" for lang in langs[::-1]])
+    from matplotlib import ticker
+
+    ax.set_xscale("log")
+    lo, hi = min(min(v) for v in by.values()), max(max(v) for v in by.values())
+    if hi > lo:
+        ax.xaxis.set_major_locator(ticker.FixedLocator(log_ticks(lo * 0.9, hi * 1.1)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel("characters per document (log scale)")
+    ax.set_title("document length per language (box: p25-p75, line: median)")
+    fig.tight_layout()
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
 def _renderable(text: str) -> bool:
     """Whether matplotlib's default font has every glyph (CJK, Devanagari... are not there)."""
     from matplotlib.font_manager import FontProperties, findfont, get_font
@@ -533,136 +775,44 @@ def plot_duplicate_lines(lines: list[tuple[str, int]]) -> bytes | None:
 
 # -- HTML ------------------------------------------------------------------------------------
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #212529; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border-bottom: 1px solid #dee2e6; padding: 3px 10px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-td.text { text-align: left; max-width: 700px; overflow-wrap: anywhere; }
-.warn { background: #fff3bf; padding: 0.5em 1em; border-left: 4px solid #f59f00; }
-img { max-width: 100%; }
-code { background: #f1f3f5; padding: 0 3px; }
-"""
-
-
 def _fmt(value) -> str:
+    """A number for the page: thousands separators, 2 decimals, "n/a" for None."""
     if value is None:
         return "n/a"
     if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
         return f"{value:,.2f}" if not value.is_integer() else f"{int(value):,}"
     if isinstance(value, int):
         return f"{value:,}"
-    return html.escape(str(value))
+    return str(value)
 
 
-def _img(name: str, png: bytes | None, alt: str) -> str:
-    if png is None:
-        return f"<p><em>{html.escape(alt)}: no data.</em></p>"
-    b64 = base64.b64encode(png).decode("ascii")
-    return f'<p><img alt="{html.escape(alt)}" title="{name}" src="data:image/png;base64,{b64}"></p>'
+def _data_uri(png: bytes | None) -> str | None:
+    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def render_html(corpus: Corpus, numbers: dict, images: dict[str, bytes | None]) -> str:
-    e = html.escape
+    """index.html from templates/report.html.j2 (autoescaped: every text from the data is
+    escaped by Jinja2, not by hand)."""
+    from pipeline.templates import environment
+
+    env = environment(autoescape=True)
+    template = env.get_template(REPORT_TEMPLATE)
     stats = corpus.stats
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>cc100 corpus report: {e(str(corpus.output))}</title>",
-        f"<style>{STYLE}</style></head><body>",
-        f"<h1>Corpus report</h1><p>Output <code>{e(str(corpus.output))}</code>: "
-        f"{numbers['documents']:,} documents, {numbers['characters']:,} characters in "
-        f"{corpus.files} Parquet files, {len(numbers['languages'])} languages.",
-    ]
-    if "started" in stats or "seconds" in stats:
-        out.append(f" Run started {_fmt(stats.get('started'))}, took {_fmt(stats.get('seconds'))} s.")
-    out.append("</p>")
-    for w in numbers["warnings"]:
-        out.append(f'<p class="warn" data-warning="1">{e(w)}</p>')
-
-    out.append("<h2>Funnel</h2><table><tr><th>stage</th><th>documents</th><th>from stats.json</th></tr>")
-    for s in numbers["funnel"]:
-        out.append(
-            f'<tr><td>{e(s["stage"])}</td><td data-funnel="{e(s["stage"])}">{_fmt(s["documents"])}</td>'
-            f'<td class="text"><code>{e(s["source"] or "absent")}</code></td></tr>'
-        )
-    for b, n in numbers["buckets"].items():
-        out.append(f'<tr><td>bucket {e(b)}</td><td data-bucket="{e(b)}">{n:,}</td>'
-                   f'<td class="text">Parquet rows</td></tr>')
-    out.append("</table>")
-    drops = numbers["drops"]
-    if drops:
-        out.append("<table><tr><th>dropped / removed</th><th>count</th></tr>")
-        for name, value in drops.items():
-            out.append(f'<tr><td><code>{e(name)}</code></td><td data-counter="{e(name)}">{_fmt(value)}</td></tr>')
-        out.append("</table>")
-    out.append(_img("funnel.png", images.get("funnel.png"), "funnel"))
-
-    out.append("<h2>Languages</h2><table><tr><th>language</th><th>documents</th><th>characters</th>")
-    bucket_names = list(numbers["buckets"])
-    out += [f"<th>{e(b)}</th>" for b in bucket_names]
-    out.append("<th>median perplexity</th><th>median LID score</th></tr>")
-    for r in numbers["languages"]:
-        lang = e(r["language"])
-        cells = [
-            f'<td>{lang}</td><td data-lang="{lang}" data-field="documents">{r["documents"]:,}</td>',
-            f'<td data-lang="{lang}" data-field="characters">{r["characters"]:,}</td>',
-        ]
-        cells += [f'<td data-lang="{lang}" data-field="bucket-{e(b)}">{r["buckets"].get(b, 0):,}</td>'
-                  for b in bucket_names]
-        cells.append(f"<td>{_fmt(r['median_perplexity'])}</td><td>{_fmt(r['median_language_score'])}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
-    out.append(_img("languages.png", images.get("languages.png"), "documents and characters per language"))
-
-    out.append("<h2>Perplexity</h2>")
-    if corpus.cutoffs:
-        out.append(f"<p>Bucket cutoffs (p30 / p60) from {e(corpus.cutoffs_source)}:</p>"
-                   "<table><tr><th>language</th><th>head &lt;</th><th>tail &ge;</th></tr>")
-        for lang in sorted(corpus.cutoffs):
-            head, tail = corpus.cutoffs[lang]
-            cells = "".join(
-                f'<td data-cutoff="{e(lang)}-{name}">{"n/a" if math.isnan(v) else f"{v:,.1f}"}</td>'
-                for name, v in (("head", head), ("tail", tail))
-            )
-            out.append(f"<tr><td>{e(lang)}</td>{cells}</tr>")
-        out.append("</table>")
-    if numbers["perplexity_languages_omitted"]:
-        out.append(f"<p>Plotted: the {len(numbers['perplexity_languages'])} largest languages; "
-                   f"omitted: {e(', '.join(numbers['perplexity_languages_omitted']))}.</p>")
-    out.append(_img("perplexity.png", images.get("perplexity.png"), "perplexity histograms"))
-
-    out.append("<h2>Language identification</h2>")
-    threshold = numbers["lang_threshold"]
-    out.append(f"<p>Threshold: {_fmt(threshold)} (documents below it were dropped).</p>")
-    out.append(_img("language_score.png", images.get("language_score.png"), "language-ID scores"))
-
-    out.append("<h2>Removed boilerplate</h2>")
-    dup = numbers["duplicate_lines"]
-    if dup is None:
-        out.append(f"<p>Not recorded by this run (stats.json has no <code>{DUPLICATE_LINES_KEYS[0]}</code>). "
-                   f"Lines removed as duplicates: {_fmt(numbers['drops'].get('duplicate_lines_removed'))}.</p>")
-    else:
-        out.append("<table><tr><th>#</th><th>line</th><th>copies</th></tr>")
-        for rank, (text, count) in enumerate(dup, 1):
-            out.append(f'<tr><td>{rank}</td><td class="text">{e(text)}</td>'
-                       f'<td data-duplicate-count="1">{count:,}</td></tr>')
-        out.append("</table>")
-        out.append(_img("duplicate_lines.png", images.get("duplicate_lines.png"), "removed lines"))
-
     counters = counters_of(stats)
     help_text = stats.get("counter_help") if isinstance(stats.get("counter_help"), dict) else {}
-    out.append("<h2>All counters</h2><details><summary>stats.json counters</summary><table>")
-    for name in sorted(counters):
-        out.append(f"<tr><td><code>{e(name)}</code></td><td>{_fmt(counters[name])}</td>"
-                   f'<td class="text">{e(str(help_text.get(name, "")))}</td></tr>')
-    out.append("</table></details>")
     config = stats.get(CONFIG_KEY)
-    if isinstance(config, dict):
-        out.append("<details><summary>run configuration</summary><pre>"
-                   + e(json.dumps(config, indent=2, ensure_ascii=False)) + "</pre></details>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    cutoffs = [{"language": lang, "head": None if math.isnan(h) else h, "tail": None if math.isnan(t) else t}
+               for lang, (h, t) in sorted(corpus.cutoffs.items())]
+    return template.render(
+        output=str(corpus.output), files=corpus.files, stats=stats, numbers=numbers, n=_fmt,
+        images={name: _data_uri(png) for name, png in images.items()},
+        cutoffs=cutoffs, cutoffs_source=corpus.cutoffs_source,
+        counters=[(name, counters[name], str(help_text.get(name, ""))) for name in sorted(counters)],
+        config_json=json.dumps(config, indent=2, ensure_ascii=False) if isinstance(config, dict) else None,
+        duplicate_key=DUPLICATE_LINES_KEYS[0], meta_dir=META_DIR,
+    )
 
 
 # -- the command -----------------------------------------------------------------------------
@@ -673,9 +823,11 @@ def build_numbers(corpus: Corpus, top_lines: int, max_languages: int) -> dict:
     stages = funnel(corpus.stats)
     counters = counters_of(corpus.stats)
     threshold = config_value(corpus.stats, LANG_THRESHOLD_KEYS)
-    plotted = [r["language"] for r in languages][:max_languages]
+    order = [r["language"] for r in languages]
+    plotted = order[:max_languages]
     return {
         "output": str(corpus.output),
+        "sentencepiece": corpus.sentencepiece,
         "parquet_files": corpus.files,
         "documents": len(corpus.language),
         "characters": sum(corpus.length),
@@ -688,6 +840,12 @@ def build_numbers(corpus: Corpus, top_lines: int, max_languages: int) -> dict:
         "lang_threshold": threshold,
         "min_len": config_value(corpus.stats, MIN_LEN_KEYS),
         "duplicate_lines": duplicate_lines(corpus.stats, top_lines),
+        "text_funnel": text_funnel(corpus.stats),
+        "dedup_by_language": dedup_by_language(corpus, order),
+        "text_by_bucket": text_by_bucket(corpus, order),
+        "length_distribution": length_distribution(corpus, order),
+        "top_sources": top_sources(corpus, order),
+        "samples": samples(corpus, order),
         "perplexity_languages": plotted,
         "perplexity_languages_omitted": [r["language"] for r in languages][max_languages:],
         "warnings": consistency_warnings(corpus, stages),
@@ -707,6 +865,7 @@ def write_report(corpus: Corpus, out_dir: Path, top_lines: int = 30, max_languag
             float(threshold) if isinstance(threshold, (int, float)) else None,
         ),
         "duplicate_lines.png": plot_duplicate_lines(numbers["duplicate_lines"] or []),
+        "lengths.png": plot_lengths(corpus, numbers["perplexity_languages"]),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, png in images.items():
@@ -744,33 +903,51 @@ def format_summary(numbers: dict, out_dir: Path, seconds: float) -> str:
     return "\n".join(lines)
 
 
+DEPRECATED_OUT = "--out"  # before `--output` (one spelling across the CLI); still accepted
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(
         prog="cc100 report",
         description="HTML + PNG report of a `cc100 corpus` output directory.",
+        allow_abbrev=False,
     )
-    p.add_argument("output", type=Path, help="the corpus OUTPUT directory (with stats.json)")
-    p.add_argument("--out", type=Path, help="where to write (default: OUTPUT/report)")
+    p.add_argument("output", type=Path, metavar="OUTPUT",
+                   help=f"the corpus OUTPUT directory (with {META_DIR}/{STATS_FILE})")
+    p.add_argument("--output", DEPRECATED_OUT, dest="report_dir", type=Path, metavar="DIR",
+                   help=f"where to write the report (default: OUTPUT/{META_DIR}/{REPORT_DIR}; "
+                        f"{DEPRECATED_OUT} is the deprecated spelling)")
     p.add_argument("--top-lines", type=int, default=30, help="removed lines to list (default 30)")
     p.add_argument("--max-languages", type=int, default=24,
-                   help="languages with a perplexity histogram, largest first (default 24)")
-    args = p.parse_args(argv)
-    for name in ("top_lines", "max_languages"):
-        if getattr(args, name) < 1:
-            print(f"cc100 report: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+                   help="languages with a perplexity histogram and a length box, largest first (default 24)")
+    p.add_argument("--sentencepiece", type=Path, metavar="MODEL",
+                   help="also count SentencePiece pieces per language and bucket with this model "
+                        "(e.g. cc100 vocab's sentencepiece.bpe.model)")
+    p.add_argument("--samples", type=int, default=3,
+                   help="sample documents shown per language and bucket (default 3; 0: none)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if any(a == DEPRECATED_OUT or a.startswith(DEPRECATED_OUT + "=") for a in argv):
+        print(f"cc100 report: {DEPRECATED_OUT} is deprecated; use --output", file=sys.stderr)
+    for name, least in (("top_lines", 1), ("max_languages", 1), ("samples", 0)):
+        if getattr(args, name) < least:
+            print(f"cc100 report: --{name.replace('_', '-')} must be at least {least}", file=sys.stderr)
             return 2
-    out_dir = args.out or args.output / "report"
+    out_dir = args.report_dir or Path(meta_path(args.output, REPORT_DIR))
     t0 = time.perf_counter()
     try:
         check_claimable(out_dir, REPORT_STAGE)  # only a new, empty or earlier report directory is written
         print(f"cc100 report: reading {args.output}", file=sys.stderr)
-        corpus = load_corpus(args.output)
+        corpus = load_corpus(args.output, args.samples, args.sentencepiece)
         print(f"cc100 report: {corpus.files} Parquet files, {len(corpus.language):,} documents; plotting",
               file=sys.stderr)
         claim(out_dir, REPORT_STAGE)
         numbers = write_report(corpus, out_dir, args.top_lines, args.max_languages)
     except OwnershipError as e:
-        print(f"cc100 report: --out {e}", file=sys.stderr)
+        print(f"cc100 report: --output {e}", file=sys.stderr)
         return 2
     except ReportError as e:
         print(f"cc100 report: {e}", file=sys.stderr)

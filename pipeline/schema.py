@@ -1,17 +1,22 @@
-"""The one record type of the corpus: `Document`, and its Parquet schema.
+"""The one record type of the corpus: `Document`, and its Parquet schemas.
 
-Every stage of the Beam job takes and yields `Document`s; `WriteByLanguage` turns them into
-rows of `PARQUET_SCHEMA`. Field names follow cc_net's JSON output, so tools written for
-cc_net (or for the released CC-100 metadata) read ours unchanged.
+Every stage of the Beam job takes and yields `Document`s. `PARQUET_SCHEMA` is a Document as it
+is (the resume spools of pipeline/segments.py use it); `WriteByLanguage` writes the corpus in
+`OUTPUT_SCHEMA` (`output_table`): the same columns, with `date_download` as a UTC timestamp,
+plus a stable document `id`. Field names follow cc_net's JSON output, so tools written for
+cc_net (or for the released CC-100 metadata) read ours unchanged. Every output column is
+described in COLUMN_DOCS (the README and the dataset card show it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import operator
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import pyarrow as pa
 
@@ -82,6 +87,69 @@ PARQUET_SCHEMA = pa.schema(
 
 DOCUMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Document))
 assert set(PARQUET_SCHEMA.names) == set(DOCUMENT_FIELDS), "schema and Document drifted apart"
+
+
+# The corpus output: the Document columns with date_download as a timestamp, and `id` first.
+DATE_TYPE = pa.timestamp("us", tz="UTC")
+OUTPUT_SCHEMA = pa.schema(
+    [pa.field("id", pa.string())]
+    + [pa.field(f.name, DATE_TYPE) if f.name == "date_download" else f for f in PARQUET_SCHEMA]
+)
+DERIVED_COLUMNS = ("id",)  # in OUTPUT_SCHEMA, computed from a Document's fields
+
+# What every output column holds (README "Columns", the dataset card's feature list).
+COLUMN_DOCS = {
+    "id": "stable document id: SHA-1 hex of url + newline + digest (same document, same id in every run)",
+    "url": "the page's URL (WARC-Target-URI)",
+    "date_download": "when Common Crawl fetched the page (WARC-Date), UTC timestamp; null if unparsable",
+    "digest": "WARC-Block-Digest of the record, e.g. sha1:Y42I... (cc_net's `digest`)",
+    "source_domain": "the URL's netloc as written (www. and port kept), as cc_net",
+    "title": "first line of the record's text",
+    "raw_content": "the document: its kept paragraphs, joined by newlines",
+    "length": "characters of raw_content (after dedup: of the kept lines)",
+    "nlines": "paragraphs (lines) of raw_content",
+    "original_nlines": "paragraphs before paragraph deduplication",
+    "original_length": "the WARC record's Content-Length: bytes of the page text as read (title included), as cc_net",
+    "line_ids": "indices (in the original text) of the kept paragraphs",
+    "cc_segment": "the WET file the record came from",
+    "record_offset": "index of the record in its WET file",
+    "language": "fastText LID-176 language code (also the directory name)",
+    "language_score": "probability of that language",
+    "line_languages": "per-paragraph languages (only with --lid per-paragraph, else null)",
+    "line_language_scores": "per-paragraph language probabilities (only with --lid per-paragraph)",
+    "perplexity": "KenLM perplexity of raw_content under its language's model (null without one)",
+    "bucket": "perplexity bucket: head, middle, tail (all: no model or cutoffs); the directory name",
+}
+assert set(COLUMN_DOCS) == set(OUTPUT_SCHEMA.names), "COLUMN_DOCS and OUTPUT_SCHEMA drifted apart"
+
+
+def document_id(url: str, digest: str) -> str:
+    """The stable `id` of a document: SHA-1 hex of url + "\n" + digest."""
+    return hashlib.sha1(f"{url}\n{digest}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """A WARC-Date ("2019-07-17T12:15:59Z", fractions allowed) -> aware UTC datetime; None if
+    empty or unparsable (the column is then null; `output_table` counts those)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def output_table(docs: Sequence[Document], schema: pa.Schema = OUTPUT_SCHEMA) -> tuple[pa.Table, int]:
+    """Documents -> (a table of OUTPUT_SCHEMA, how many dates could not be parsed)."""
+    rows, bad_dates = [], 0
+    for doc in docs:
+        row = doc.to_row()
+        row["date_download"] = parse_date(doc.date_download)
+        bad_dates += row["date_download"] is None and bool(doc.date_download)
+        row["id"] = document_id(doc.url, doc.digest)
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=schema), bad_dates
 
 
 def document_from_row(row: dict) -> Document:

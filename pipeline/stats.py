@@ -48,6 +48,7 @@ COUNTER_HELP = {
     "documents_after_dedup": "documents leaving deduplication",
     "documents_out": "documents written to Parquet",
     "parquet_files_written": "Parquet files written",
+    "date_download_unparsed": "documents whose WARC-Date could not be parsed (date_download is null)",
     "segments_parsed": "segments (WET files) parsed in this run",
     "segments_from_spool": "segments read back from the work dir's spools (finished by an earlier run)",
     "segments_spooled": "segments whose documents were written to a spool in this run",
@@ -204,7 +205,7 @@ def format_summary(stats: dict) -> str:
         lines.append(f"    ... and {len(rest)} smaller partitions ({_n(sum(p['documents'] for _, p in rest))} "
                      "documents; all in stats.json)")
     if stats.get("committed", True):
-        lines.append(f"  written to     {stats['output']}  (stats.json, files.jsonl, cutoffs.csv)")
+        lines.append(f"  written to     {stats['output']}  (README.md; .cc100/: stats.json, files.jsonl, cutoffs.csv)")
     else:
         lines.append(f"  NOT written    {stats['output']} (segments failed; this run's stats.json is in "
                      f"{stats['work_dir']})")

@@ -25,11 +25,11 @@ def test_make_demo_runs_every_stage_and_exports_a_loadable_model(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    stats = json.loads((demo / "corpus" / "stats.json").read_text())
+    stats = json.loads((demo / "corpus" / ".cc100" / "stats.json").read_text())
     languages = stats["languages"]["documents_by_language"]
     assert len(languages) >= 8, languages
     assert stats["counters"]["duplicate_lines_removed"] > 0  # the bundled site boilerplate
-    assert (demo / "corpus" / "report" / "index.html").is_file()
+    assert (demo / "corpus" / ".cc100" / "report" / "index.html").is_file()
     assert (demo / "vocab" / "sentencepiece.bpe.model").is_file()
     assert json.loads((demo / "shards" / "manifest.json").read_text())
     log = [json.loads(line) for line in (demo / "run" / "log.jsonl").read_text().splitlines()]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline.contracts import part_files
+
 BUCKETS = ("head", "middle", "tail", "all")
 
 
@@ -58,16 +60,8 @@ def list_languages(corpus: Path) -> dict[str, dict[str, list[Path]]]:
     if not corpus.is_dir():
         raise CorpusError(f"{corpus}: no such corpus directory")
     found: dict[str, dict[str, list[Path]]] = {}
-    for lang_dir in sorted(p for p in corpus.iterdir() if p.is_dir()):
-        if lang_dir.name.startswith((".", "_")):
-            continue
-        buckets = {
-            b.name: sorted(b.glob("*.parquet"))
-            for b in sorted(p for p in lang_dir.iterdir() if p.is_dir())
-        }
-        buckets = {name: files for name, files in buckets.items() if files}
-        if buckets:
-            found[lang_dir.name] = buckets
+    for path in part_files(corpus):  # sorted; metadata (.cc100/) and hidden names skipped
+        found.setdefault(path.parent.parent.name, {}).setdefault(path.parent.name, []).append(path)
     return found
 
 

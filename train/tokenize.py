@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cliflags import add_deprecated_alias, add_list
-from pipeline.contracts import OwnershipError, claim
+from pipeline.contracts import OwnershipError, claim, part_files
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
                           file_sha256, write_json_atomic)
 from train.shards import VERSION as SHARDS_VERSION
@@ -65,9 +65,10 @@ def encode_documents(tokenizer, texts: list[str | None], num_threads: int | None
 
 
 def discover(corpus: Path, buckets: list[str] | None, languages: list[str] | None) -> list[dict]:
-    """CORPUS/{lang}/{bucket}/*.parquet -> jobs, in sorted (deterministic) order."""
+    """CORPUS/{lang}/{bucket}/*.parquet -> jobs, in sorted (deterministic) order (metadata in
+    CORPUS/.cc100/ and other hidden names skipped: pipeline/contracts.py)."""
     jobs = []
-    for path in sorted(corpus.glob("*/*/*.parquet")):
+    for path in part_files(corpus):
         bucket, lang = path.parent.name, path.parent.parent.name
         if buckets and bucket not in buckets:
             continue

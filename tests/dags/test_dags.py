@@ -165,7 +165,8 @@ def test_dataflow_corpus_uploads_lm_runs_operator_and_copies_corpus_back(tmp_pat
             out = Path(self.kwargs["pipeline_options"]["output"])
             (out / "en" / "head").mkdir(parents=True)
             (out / "en" / "head" / "part-00000.parquet").write_text("docs")
-            (out / "stats.json").write_text("{}")
+            (out / ".cc100").mkdir()
+            (out / ".cc100" / "stats.json").write_text("{}")
 
     fake_beam = type(sys)("fake_beam_operators")
     fake_beam.BeamRunPythonPipelineOperator = FakeOperator
@@ -185,7 +186,7 @@ def test_dataflow_corpus_uploads_lm_runs_operator_and_copies_corpus_back(tmp_pat
     assert kwargs["pipeline_options"]["lm-dir"] == str(bucket / "cc" / "lm")
     assert (bucket / "cc" / "lm" / "en.sp.model").read_text() == "sp"  # LM uploaded
     assert (lay.corpus / "en" / "head" / "part-00000.parquet").read_text() == "docs"
-    assert (lay.corpus / "stats.json").is_file()
+    assert (lay.corpus / st.CORPUS_MARKER).is_file()
     assert st.read_json(lay.stamp("corpus"))["status"] == "done"
     st.corpus_stage(c, str(lay.lm), print, context={})
     assert len(launched) == 1  # finished remotely and copied: no second job
@@ -282,17 +283,22 @@ def test_merge_links_every_range_once_all_are_finished(tmp_path):
         part = base / st.range_slug(r) / "en" / "head" / "part-00000.parquet"
         part.parent.mkdir(parents=True)
         part.write_text(r)
-        (base / st.range_slug(r) / "stats.json").write_text(json.dumps({"docs": 1}))
+        (base / st.range_slug(r) / st.CORPUS_MARKER).parent.mkdir()
+        (base / st.range_slug(r) / st.CORPUS_MARKER).write_text(json.dumps({"docs": 1}))
     assert st.plan_ranges(c, 2, 0, print) == ["4"]
     assert st.merge_ranges(c, 2, print) == ""  # seg-4 missing
-    (base / "seg-4").mkdir()
-    (base / "seg-4" / "stats.json").write_text("{}")
+    (base / "seg-4" / ".cc100").mkdir(parents=True)
+    (base / "seg-4" / st.CORPUS_MARKER).write_text("{}")
     merged = Path(st.merge_ranges(c, 2, print))
     links = sorted(p.name for p in (merged / "en" / "head").iterdir())
     assert links == ["seg-0-1--part-00000.parquet", "seg-2-3--part-00000.parquet"]
     assert (merged / "en" / "head" / links[1]).read_text() == "2-3"
     assert json.loads((merged / "ranges.json").read_text())["ranges"]["0-1"] == {"docs": 1}
     assert st.corpus_marker(merged) == merged / "ranges.json"
+    legacy = tmp_path / "legacy-corpus"  # an output of an older cc100: stats.json at the top
+    legacy.mkdir()
+    (legacy / "stats.json").write_text("{}")
+    assert st.corpus_marker(legacy) == legacy / "stats.json"
     before = (merged / "ranges.json").read_text()
     assert st.merge_ranges(c, 2, print) == str(merged)
     assert (merged / "ranges.json").read_text() == before  # unchanged: same corpus key downstream
@@ -304,12 +310,17 @@ def test_merge_links_every_range_once_all_are_finished(tmp_path):
 needs_airflow = pytest.mark.skipif(not AIRFLOW.is_file(), reason="airflow not installed "
                                    "(pip install -e .[airflow])")
 
-# The DAG files must import with neither the Google provider, Beam nor torch present.
+# The DAG files must import with neither the Google provider, Beam nor torch present (of the
+# project's own modules only the standard-library pipeline/contracts.py, and pipeline/logs.py,
+# which the package's __init__ imports).
 _IMPORT_CHECK = textwrap.dedent("""
     import importlib.abc, json, sys
     BLOCKED = ("airflow.providers.google", "apache_beam", "torch", "pipeline", "train", "model")
+    ALLOWED = ("pipeline", "pipeline.logs", "pipeline.contracts")
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
+            if name in ALLOWED:
+                return None
             if any(name == b or name.startswith(b + ".") for b in BLOCKED):
                 raise ImportError(f"blocked: {name}", name=name)
     sys.meta_path.insert(0, Block())
@@ -435,7 +446,8 @@ if stage == "lm":
 elif stage == "corpus":
     (out / "en" / "head").mkdir(parents=True, exist_ok=True)
     (out / "en" / "head" / "part-00000.parquet").write_text(" ".join(argv))
-    (out / "stats.json").write_text(json.dumps({{"argv": argv}}))
+    (out / ".cc100").mkdir(exist_ok=True)
+    (out / ".cc100" / "stats.json").write_text(json.dumps({{"argv": argv}}))
 else:
     marker = {{"vocab": "sentencepiece.bpe.model", "tokenize": "manifest.json",
               "pretrain": "hf/config.json", "export": "config.json"}}[stage]

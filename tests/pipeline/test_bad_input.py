@@ -345,9 +345,16 @@ def test_output_holding_a_finished_run_or_other_files_is_refused(tmp_path, capsy
     good.write_bytes(gzip_members(_records("a")))
     finished = tmp_path / "finished"
     write_marker(finished, "corpus")
-    (finished / "stats.json").write_text("{}")
+    (finished / ".cc100" / "stats.json").write_text("{}")
     code, _, err = _main(["--input", str(good), "--output", str(finished)], capsys)
     assert code == 2 and "already holds a finished cc100 corpus run" in err and "--overwrite" in err
+    older = tmp_path / "older"  # an output of an older version: no marker, stats.json at the top level
+    older.mkdir()
+    (older / "stats.json").write_text("{}")
+    for flags in ([], ["--overwrite"]):
+        code, _, err = _main(["--input", str(good), "--output", str(older), *flags], capsys)
+        assert code == 2 and "has no .cc100/stage.json" in err
+        assert f"python -m pipeline.contracts adopt {older} --stage corpus" in err
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -514,7 +521,7 @@ def test_console_script_reports_every_bad_file_and_keeps_the_good_records(tmp_pa
     assert "Traceback" not in proc.stderr
     assert "read " in proc.stderr and "records/s" in proc.stderr  # progress lines
 
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     c = stats["counters"]
     assert c["files_read"] == 7
     assert c["files_truncated"] == 1 and c["bad_wet_record_truncated_record"] == 1
@@ -550,7 +557,7 @@ def test_max_record_bytes_flag_skips_and_counts_a_large_record_end_to_end(tmp_pa
     code = main(["--input", str(wet), "--output", str(out), "--min-len", "100", "--lang-threshold", "0",
                  "--max-record-bytes", "8192"])
     assert code == 0, capsys.readouterr().err
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     c = stats["counters"]
     assert c["bad_wet_record_record_too_large"] == 1 and c["bad_wet_record"] == 1
     assert c.get("content_length_mismatch", 0) == 0

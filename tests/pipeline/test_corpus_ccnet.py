@@ -61,7 +61,7 @@ def corpus(lm_dir, samples):
 def corpus_from_cutoffs(corpus, samples, lm_dir):
     first, _ = corpus
     cutoffs = first.parent / "cutoffs-of-the-first-run.csv"
-    shutil.copyfile(first / "cutoffs.csv", cutoffs)
+    shutil.copyfile(first / ".cc100" / "cutoffs.csv", cutoffs)
     out = first.parent / "corpus-cutoffs"
     code, stdout, stderr = _run(["corpus", "--input", samples, "--output", str(out), "--lm-dir", str(lm_dir),
                                  "--cutoffs", str(cutoffs), "--langs", "en,es,fr"])
@@ -103,9 +103,9 @@ def test_the_tree_reads_with_pyarrow_dataset_duckdb_and_pandas(corpus):
     import pandas as pd
 
     out, _ = corpus
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     n = stats["counters"]["documents_out"]
-    dataset = ds.dataset(str(out), format="parquet", exclude_invalid_files=True)  # skips stats.json etc.
+    dataset = ds.dataset(str(out), format="parquet", exclude_invalid_files=True)  # skips the card README.md
     table = dataset.to_table(columns=list(COLUMNS))
     assert table.num_rows == n > 300
     counted = {f"{r['language']}/{r['bucket']}": r["count"]
@@ -121,7 +121,7 @@ def test_the_tree_reads_with_pyarrow_dataset_duckdb_and_pandas(corpus):
 
 def test_buckets_are_30_30_40_by_the_cutoffs_computed_from_the_data(corpus):
     out, _ = corpus
-    table = read_cutoffs(str(out / "cutoffs.csv"))
+    table = read_cutoffs(str(out / ".cc100" / "cutoffs.csv"))
     assert sorted(table) == list(LANGS_WITH_MODEL)
     docs = _docs(out)
     for lang in LANGS_WITH_MODEL:
@@ -141,7 +141,7 @@ def test_buckets_are_30_30_40_by_the_cutoffs_computed_from_the_data(corpus):
 
 def test_stats_count_documents_per_language_and_bucket_and_every_drop(corpus):
     out, stdout = corpus
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     langs = stats["languages"]
     by_language = langs["documents_by_language"]
     for name, p in stats["partitions"].items():
@@ -166,14 +166,14 @@ def test_stats_count_documents_per_language_and_bucket_and_every_drop(corpus):
 def test_cutoffs_fed_back_reproduce_the_buckets_and_langs_restricts(corpus, corpus_from_cutoffs):
     first, _ = corpus
     second = corpus_from_cutoffs
-    assert sorted(p.name for p in second.iterdir() if p.is_dir()) == [".cc100", "en", "es", "fr"]
+    assert sorted(p.name for p in second.iterdir() if p.is_dir() and p.name != ".cc100") == ["en", "es", "fr"]
     before, after = _docs(first), _docs(second)
     assert after and set(after) == {k for k, d in before.items() if d["language"] in ("en", "es", "fr")}
     for key, d in after.items():
         assert (d["bucket"], d["perplexity"], d["language"]) == (before[key]["bucket"], before[key]["perplexity"], before[key]["language"])
-    assert (second / "cutoffs.csv").read_text() == (first / "cutoffs.csv").read_text()  # the table used
-    s1 = json.loads((first / "stats.json").read_text())["languages"]
-    s2 = json.loads((second / "stats.json").read_text())["languages"]
+    assert (second / ".cc100" / "cutoffs.csv").read_text() == (first / ".cc100" / "cutoffs.csv").read_text()  # the table used
+    s1 = json.loads((first / ".cc100" / "stats.json").read_text())["languages"]
+    s2 = json.loads((second / ".cc100" / "stats.json").read_text())["languages"]
     kept = sum(s1["documents_by_language"][k]["total"] for k in ("en", "es", "fr"))
     assert s2["dropped_language_filter"] == s1["dropped_language_filter"] + (
         sum(v["total"] for v in s1["documents_by_language"].values()) - kept)

@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.io import PARQUET_METADATA_KEY
 from pipeline.main import main
-from pipeline.schema import PARQUET_SCHEMA
+from pipeline.schema import OUTPUT_SCHEMA
 from pipeline.wet import WetFileReport, read_wet_file
 from tests.pipeline.corpus_helpers import page, reference_dedup, write_wet
 
@@ -100,7 +100,7 @@ def _read_documents(files: list[str]) -> list[dict]:
 
 
 def _check_against_reference(out: Path, mode: str, group_size: int | None) -> dict:
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     files = stats["inputs"]["files"]
     group_of = (lambda d: files.index(d["cc_segment"]) // group_size) if group_size else (lambda d: 0)
     read = _read_documents(files)
@@ -118,9 +118,10 @@ def _check_against_reference(out: Path, mode: str, group_size: int | None) -> di
 def test_layout_schema_metadata_and_stats(job):
     root, _ = job
     out = root / "w1"
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["cutoffs.csv", "files.jsonl", "stats.json"]
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["README.md"]  # the dataset card
+    assert sorted(p.name for p in (out / ".cc100").iterdir()) == ["cutoffs.csv", "files.jsonl", "stage.json", "stats.json"]
     assert json.loads((out / ".cc100" / "stage.json").read_text()) == {"stage": "corpus", "format_version": 1}
-    languages = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != ".cc100")
+    languages = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(languages) > 20 and "en" in languages and "und" not in languages
     for lang in languages:  # no --lm-dir: no perplexity, every document in bucket "all"
         assert [p.name for p in (out / lang).iterdir()] == ["all"]
@@ -134,7 +135,7 @@ def test_layout_schema_metadata_and_stats(job):
     assert len(by_partition["en"]) >= 2  # the largest language is split
     for part in _parts(out):
         f = pq.ParquetFile(part)
-        assert f.schema_arrow.remove_metadata().equals(PARQUET_SCHEMA)
+        assert f.schema_arrow.remove_metadata().equals(OUTPUT_SCHEMA)
         assert f.metadata.row_group(0).column(0).compression == "ZSTD"
         meta = json.loads(f.schema_arrow.metadata[PARQUET_METADATA_KEY])
         assert meta["config"]["dedup"] == "ccnet" and meta["config"]["min_len"] == 300
@@ -148,7 +149,7 @@ def test_layout_schema_metadata_and_stats(job):
     keys = [(r["cc_segment"], r["record_offset"]) for r in rows]
     assert len(set(keys)) == len(keys)  # each document in exactly one file
 
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     assert stats["output"] == str(out) and len(stats["inputs"]["files"]) == 5
     expected = {}
     for part in _parts(out):
@@ -158,7 +159,7 @@ def test_layout_schema_metadata_and_stats(job):
         entry["bytes"] += part.stat().st_size
     assert stats["partitions"] == expected
     assert sum(p["documents"] for p in expected.values()) == len(rows)
-    reports = [json.loads(line) for line in (out / "files.jsonl").read_text().splitlines()]
+    reports = [json.loads(line) for line in (out / ".cc100" / "files.jsonl").read_text().splitlines()]
     assert sorted(r["path"] for r in reports) == stats["inputs"]["files"]
     assert {r["source"] for r in reports} == {"file"} and stats["failed_segments"] == []
     assert not list(root.glob("w1.tmp-*"))  # staging renamed away
@@ -186,7 +187,7 @@ def test_paragraph_in_two_files_disappears_from_both_and_repeats_keep_first_copy
 
 def test_counters_add_up(job):
     root, _ = job
-    stats = json.loads((root / "w1" / "stats.json").read_text())
+    stats = json.loads((root / "w1" / ".cc100" / "stats.json").read_text())
     c = stats["counters"]
     rows = _rows(root / "w1")
     assert c["files_read"] == 5
@@ -207,8 +208,8 @@ def test_one_and_two_workers_give_identical_output(job, job_two_workers):
     assert [p.relative_to(root / "w1") for p in one] == [p.relative_to(job_two_workers) for p in two]
     for a, b in zip(one, two):  # same documents in the same file, in the same order
         assert pq.read_table(a).equals(pq.read_table(b)), a.name
-    s1 = json.loads((root / "w1" / "stats.json").read_text())
-    s2 = json.loads((job_two_workers / "stats.json").read_text())
+    s1 = json.loads((root / "w1" / ".cc100" / "stats.json").read_text())
+    s2 = json.loads((job_two_workers / ".cc100" / "stats.json").read_text())
     assert s1["counters"] == s2["counters"] and s1["counters"]["documents_out"] > 400
     assert s2["config"]["workers"] == 2
 

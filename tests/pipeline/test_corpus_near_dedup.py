@@ -36,7 +36,7 @@ def test_near_dedup_removes_exactly_one_of_each_planted_pair(tmp_path):
         assert len({copy, source} & removed) == 1, (copy, source)
     assert len(removed) == len(pairs)  # nothing unrelated goes
 
-    stats = json.loads((tmp_path / "near" / "stats.json").read_text())
+    stats = json.loads((tmp_path / "near" / ".cc100" / "stats.json").read_text())
     assert stats["counters"]["near_dup_docs_removed"] == len(pairs)
     assert stats["config"]["near_dedup"] is True
     # the boilerplate dedup removed is recorded for the report, most frequent first

@@ -227,8 +227,8 @@ def _assert_same_output(out: Path, reference: Path) -> None:
     assert len(parts) > 10
     for part in parts:
         assert pq.read_table(out / part).equals(pq.read_table(reference / part)), part
-    assert (out / "cutoffs.csv").read_text() == (reference / "cutoffs.csv").read_text()
-    mine, theirs = (json.loads((d / "stats.json").read_text())["counters"] for d in (out, reference))
+    assert (out / ".cc100" / "cutoffs.csv").read_text() == (reference / ".cc100" / "cutoffs.csv").read_text()
+    mine, theirs = (json.loads((d / ".cc100" / "stats.json").read_text())["counters"] for d in (out, reference))
     strip = lambda c: {k: v for k, v in c.items() if k not in SEGMENT_COUNTERS}  # noqa: E731
     assert strip(mine) == strip(theirs)
 
@@ -236,7 +236,7 @@ def _assert_same_output(out: Path, reference: Path) -> None:
 @pytest.mark.slow
 def test_reference_run_downloads_every_segment_into_named_documents(reference, crawl):
     _, paths = crawl
-    stats = json.loads((reference / "stats.json").read_text())
+    stats = json.loads((reference / ".cc100" / "stats.json").read_text())
     assert stats["inputs"]["files"] == paths and stats["inputs"]["snapshot"] == SNAPSHOT
     assert stats["segments"] == {"spool": 0, "download": 3, "file": 0, "failed": 0}
     assert stats["failed_segments"] == [] and stats["counters"]["segments_downloaded"] == 3
@@ -268,10 +268,10 @@ def test_throttling_5xx_resets_and_truncation_are_survived(server, crawl, refere
     assert [r.status for r in second] == [200, 206, 206]
     assert second[0].range is None and all(r.range and r.range != "bytes=0-" for r in second[1:])  # Range resume
     assert [(r.status, r.range) for r in server.requests_for(paths[2])] == [(200, None), (200, None)]  # bad gzip: from 0
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     c = stats["counters"]
     assert (c["download_retries"], c["downloads_resumed"], c["segments_downloaded"]) == (6, 2, 3)
-    reports = {json.loads(line)["path"]: json.loads(line) for line in (out / "files.jsonl").read_text().splitlines()}
+    reports = {json.loads(line)["path"]: json.loads(line) for line in (out / ".cc100" / "files.jsonl").read_text().splitlines()}
     assert [reports[p]["download"]["attempts"] for p in paths] == [4, 3, 2]
     assert "bad gzip" in reports[paths[2]]["download"]["retries"][0]
     assert reports[paths[0]]["download"]["retries"][2] == f"truncated body: have {member_end} of {len(body)} bytes (from HEAD)"
@@ -311,7 +311,7 @@ def test_failed_segment_fails_the_run_and_the_rerun_fetches_only_it(server, craw
     assert [(r.range, r.status) for r in server.requests_for(paths[1])] == [("bytes=300000-", 206)]
     assert "2 from the work dir's spools (resumed), 1 downloaded" in stdout
     _assert_same_output(out, reference)
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     assert stats["segments"] == {"spool": 2, "download": 1, "file": 0, "failed": 0}
     assert (stats["counters"]["segments_from_spool"], stats["counters"]["downloads_resumed"]) == (2, 1)
     assert not work.exists()  # complete: spools, downloads and the stale temp file removed
@@ -325,7 +325,7 @@ def test_allow_failed_segments_writes_the_rest_and_reports_the_failures(server, 
     out = tmp_path / "corpus"
     code, stdout, stderr = _run(_argv(server, out, "--max-attempts", "3", "--allow-failed-segments"), capsys)
     assert code == 0, stderr
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     assert stats["failed_segments"] == [
         {"segment": paths[1], "reason": "HTTP 503 Service Unavailable", "attempts": 3, "status": 503},
         {"segment": paths[2], "reason": "HTTP 404 Not Found", "attempts": 1, "status": 404},
@@ -337,7 +337,7 @@ def test_allow_failed_segments_writes_the_rest_and_reports_the_failures(server, 
     assert rows and {r["cc_segment"] for r in rows} == {paths[0]}
     for p in paths[1:]:
         assert p in stdout  # both named in the summary
-    reports = [json.loads(line) for line in (out / "files.jsonl").read_text().splitlines()]
+    reports = [json.loads(line) for line in (out / ".cc100" / "files.jsonl").read_text().splitlines()]
     assert sorted(r["path"] for r in reports if r.get("failed")) == paths[1:]
     assert len(list((tmp_path / "corpus.work" / "segments").glob("*.parquet"))) == 1  # kept for a later run
 
@@ -416,7 +416,7 @@ def test_refused_lines_sizes_and_non_warc_bodies_are_failed_segments_and_credent
                                      "--max-segment-bytes", "600KB", "--allow-failed-segments"], capsys)
         assert evil.requests == []
     assert code == 0, stderr
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     failed = {f["segment"]: f for f in stats["failed_segments"]}
     assert sorted(failed) == sorted([foreign, html, large])
     assert failed[foreign]["attempts"] == 0 and "not a relative Common Crawl path: an absolute URL" in failed[foreign]["reason"]

@@ -339,23 +339,24 @@ def test_whole_job_runs_on_an_object_store_and_resumes_from_remote_spools(shared
             "--lid-model", "memfs://bucket/models/lid.176.ftz", "--lm-dir", "memfs://bucket/lm"]
     assert main(argv + ["--keep-work"]) == 0, capsys.readouterr().err
     first = {p: get(p) for p in listing("memfs://bucket/corpus/")}
-    stats = json.loads(first["memfs://bucket/corpus/stats.json"])
+    stats = json.loads(first["memfs://bucket/corpus/.cc100/stats.json"])
     assert stats["counters"]["segments_spooled"] == 2 and stats["segments"] == {"spool": 0, "download": 0, "file": 2, "failed": 0}
     parts = [p for p in first if p.endswith(".parquet")]
     assert len(parts) == len(stats["parts"]) > 10
     assert {"memfs://bucket/corpus/it/head", "memfs://bucket/corpus/en/all"} <= {p.rsplit("/", 1)[0] for p in parts}
-    assert "memfs://bucket/corpus/cutoffs.csv" in first and "memfs://bucket/corpus/files.jsonl" in first
+    assert "memfs://bucket/corpus/.cc100/cutoffs.csv" in first and "memfs://bucket/corpus/.cc100/files.jsonl" in first
+    assert b"\nconfigs:\n" in first["memfs://bucket/corpus/README.md"]  # the dataset card
     assert len(listing("memfs://bucket/corpus.work/segments/")) == 2 and not listing("memfs://bucket/corpus.tmp-")
     rows = sum(pq.read_table(io.BytesIO(first[p])).num_rows for p in parts)
     assert rows == stats["counters"]["documents_out"] > 300
 
     assert main(argv + ["--overwrite"]) == 0  # re-run: both segments from the remote spools
     again = {p: get(p) for p in listing("memfs://bucket/corpus/")}
-    stats2 = json.loads(again["memfs://bucket/corpus/stats.json"])
+    stats2 = json.loads(again["memfs://bucket/corpus/.cc100/stats.json"])
     assert stats2["segments"]["spool"] == 2 and stats2["counters"].get("segments_parsed", 0) == 0
     assert sorted(again) == sorted(first)
     for p in parts:
         assert pq.read_table(io.BytesIO(again[p])).equals(pq.read_table(io.BytesIO(first[p]))), p
-    assert again["memfs://bucket/corpus/cutoffs.csv"] == first["memfs://bucket/corpus/cutoffs.csv"]
+    assert again["memfs://bucket/corpus/.cc100/cutoffs.csv"] == first["memfs://bucket/corpus/.cc100/cutoffs.csv"]
     assert not listing("memfs://bucket/corpus.work/")  # removed after the complete run
     assert list(tmp_path.iterdir()) == []  # nothing touched the local disk under a memfs: path

@@ -248,7 +248,7 @@ def test_corpus_job_removes_the_demo_boilerplate_and_reports_it(generated, truth
 
     out = tmp_path / "corpus"
     assert corpus(["--input", str(generated / "wet" / "*.warc.wet.gz"), "--output", str(out)]) == 0
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     kinds = Counter(p["kind"] for p in truth["pages"])
     assert stats["counters"]["docs_too_short"] == kinds["short"]
     rows = [r for f in sorted(out.glob("*/*/part-*.parquet")) for r in pq.read_table(f).to_pylist()]
@@ -267,7 +267,7 @@ def test_corpus_job_removes_the_demo_boilerplate_and_reports_it(generated, truth
             assert p["url"] in urls and p["source_url"] in urls
 
     assert report.main([str(out)]) == 0
-    numbers = json.loads((out / "report" / "report.json").read_text())
+    numbers = json.loads((out / ".cc100" / "report" / "report.json").read_text())
     assert numbers["documents"] == len(rows)
     stages = {s["stage"]: s["documents"] for s in numbers["funnel"]}
     assert stages["WET pages read"] == len(truth["pages"])
@@ -281,10 +281,10 @@ def test_summary_lists_every_artifact_and_fails_when_one_is_missing(generated, t
     (root / "input").symlink_to(generated, target_is_directory=True)
     (root / "lm").mkdir()
     (root / "lm" / "en.arpa.bin").write_bytes(b"x")
-    (root / "corpus" / "report").mkdir(parents=True)
-    (root / "corpus" / "stats.json").write_text(json.dumps(
+    (root / "corpus" / ".cc100" / "report").mkdir(parents=True)
+    (root / "corpus" / ".cc100" / "stats.json").write_text(json.dumps(
         {"counters": {"documents_out": 7}, "partitions": {"en/head": {}, "fr/all": {}}}))
-    (root / "corpus" / "report" / "index.html").write_text("<html></html>")
+    (root / "corpus" / ".cc100" / "report" / "index.html").write_text("<html></html>")
     (root / "vocab").mkdir()
     (root / "vocab" / "sentencepiece.bpe.model").write_bytes(b"x")
     (root / "shards").mkdir()

@@ -93,8 +93,8 @@ def test_a_later_run_removes_a_killed_runs_staging_and_the_work_dir_left_after_a
     assert main(argv) == 0
     assert not killed.exists() and (tmp_path / "out.work").is_dir()
     # as if killed right after its commit: the run did not ask to keep its work dir
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / ".cc100" / "stats.json").read_text())
     stats["config"]["keep_work"] = False
-    (out / "stats.json").write_text(json.dumps(stats))
+    (out / ".cc100" / "stats.json").write_text(json.dumps(stats))
     assert main(argv[:-1]) == 2  # refused: the output is finished; the leftover is removed anyway
     assert not (tmp_path / "out.work").exists()

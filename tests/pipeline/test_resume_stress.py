@@ -68,7 +68,7 @@ def test_reruns_from_spools_under_load_equal_a_fresh_run(fresh, cpu_load):
             shutil.rmtree(root / "out")  # the work dir (all segments spooled) stays
             run = [*argv[:argv.index("--workers") + 1], str(workers), "--keep-work"]
             assert main(run) == 0, f"--workers {workers}, re-run {attempt}"
-            stats = json.loads((root / "out" / "stats.json").read_text())
+            stats = json.loads((root / "out" / ".cc100" / "stats.json").read_text())
             assert stats["segments"]["spool"] == FILES and stats["conservation"] == {"failed": []}
             got = _rows(root / "out")
             assert got.keys() == expected.keys(), f"--workers {workers}: {len(expected.keys() - got.keys())} rows missing"

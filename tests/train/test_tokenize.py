@@ -258,6 +258,21 @@ def test_bucket_and_language_selection(world, tmp_path):
     assert m.languages["en"]["train"].docs == head_docs and m.languages["en"]["valid"].docs == 0
 
 
+def test_metadata_and_hidden_directories_are_not_corpus_files(tmp_path):
+    """OUTPUT/.cc100/ (run metadata, the report) and _-prefixed names are never read as data,
+    even when a Parquet file sits there; the readers of train/ agree on it."""
+    from train.corpus_reader import list_languages
+    from train.tokenize import discover
+
+    docs = [["a b c"], ["d e f"]]
+    write_parquet(tmp_path / "en" / "head" / "part-00000.parquet", "en", "head", docs)
+    write_parquet(tmp_path / ".cc100" / "report" / "x.parquet", "xx", "report", docs)
+    write_parquet(tmp_path / "_staging" / "head" / "part-00000.parquet", "yy", "head", docs)
+    write_parquet(tmp_path / "en" / "head" / "_part.parquet", "en", "head", docs)
+    assert [(j["language"], j["bucket"]) for j in discover(tmp_path, None, None)] == [("en", "head")]
+    assert list_languages(tmp_path) == {"en": {"head": [tmp_path / "en" / "head" / "part-00000.parquet"]}}
+
+
 def test_clear_errors(world, tmp_path):
     rc, _, err = run_tokenize("--corpus", world.corpus, "--vocab", tmp_path, "--output", tmp_path / "s")
     assert rc == 2 and "no sentencepiece.bpe.model" in err
