@@ -698,8 +698,8 @@ def test_merged_view_of_an_older_version_is_not_replaced(tmp_path):
     c = cfg(tmp_path, input_glob="", snapshot="CC-MAIN-2019-30", segments="0")
     st.work_layout(c)
     base = st.snapshot_dir(c)
-    (base / "seg-0").mkdir(parents=True)
-    (base / "seg-0" / "stats.json").write_text("{}")
+    (base / "seg-0" / st.CORPUS_MARKER).parent.mkdir(parents=True)
+    (base / "seg-0" / st.CORPUS_MARKER).write_text("{}")
     (base / "merged").mkdir()
     (base / "merged" / "ranges.json").write_text(json.dumps({"ranges": {"0": "old"}}))
     with pytest.raises(st.StageError, match=r"\[merge\] not rebuilt: .*merged: not empty"):
