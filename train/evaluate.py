@@ -40,7 +40,6 @@ import torch
 EVAL_JSON = "eval.json"
 EVAL_PLOT = "eval.png"
 MLM_BATCHES = "mlm_heldout.npz"
-TRAINING_LANGUAGES = "cc100_training.json"  # written beside an export: {"languages": {lang: tokens}}
 TATOEBA_MAX_LEN = 512  # XTREME's MAXL
 
 # The 36 XTREME Tatoeba languages (LASER codes, ISO 639-3) -> the corpus's LID-176 codes.
@@ -302,9 +301,10 @@ def load_subject(path: str | Path, device: torch.device) -> Subject:
 
 def recorded_training_languages(subject: Subject) -> dict[str, int] | None:
     """From the export's cc100_training.json, else the run's shards manifest; None if unknown."""
+    from model.hf import TRAINING_LANGUAGES_NAME
     from train.shards import ShardError, load_manifest
 
-    meta = subject.path / TRAINING_LANGUAGES
+    meta = subject.path / TRAINING_LANGUAGES_NAME
     if meta.is_file():
         try:
             return {k: int(v) for k, v in json.loads(meta.read_text())["languages"].items()}
@@ -318,12 +318,6 @@ def recorded_training_languages(subject: Subject) -> dict[str, int] | None:
         except ShardError:
             subject.notes.append(f"the run's shards {shards} are gone: training languages unknown")
     return None
-
-
-def training_languages_file(manifest) -> dict:
-    """The cc100_training.json contents for an export of a model trained on `manifest`'s shards."""
-    return {"languages": {k: v for k, v in manifest.tokens("train").items() if v},
-            "shards": str(manifest.root)}
 
 
 # ---------------------------------------------------------------- the command

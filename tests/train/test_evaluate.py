@@ -44,9 +44,20 @@ def world(tmp_path_factory, shared_data):
 
 
 @pytest.fixture(scope="module")
-def run(world, tmp_path_factory):
+def small_tatoeba(tatoeba, tmp_path_factory):
+    """Two of the real pairs (fra is in the test world's corpus, jpn is not), for pretraining."""
+    out = tmp_path_factory.mktemp("tatoeba-2")
+    for lang in ("fra", "jpn"):
+        for side in (lang, "eng"):
+            shutil.copy(tatoeba / f"tatoeba.{lang}-eng.{side}", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(world, small_tatoeba, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval-run")
-    argv = ["--shards", str(world.shards), "--vocab", str(world.vocab), "--output", str(out), *RUN_ARGS]
+    argv = ["--shards", str(world.shards), "--vocab", str(world.vocab), "--output", str(out), *RUN_ARGS,
+            "--eval-tatoeba", str(small_tatoeba)]
     with contextlib.redirect_stdout(io.StringIO()):
         assert pretrain_main(argv) == 0
     return out
@@ -224,7 +235,7 @@ def test_transformers_alone_reproduces_the_numbers(result, run, tatoeba):
 def test_export_elsewhere_with_languages_given_and_no_shards(run, tatoeba, tmp_path):
     hf = tmp_path / "some-model"
     shutil.copytree(run / "hf", hf)  # like a downloaded XLM-R: no run beside it
-    (hf / "cc100_training.json").unlink(missing_ok=True)
+    (hf / "cc100_training.json").unlink()  # written by the run's export
     rc, out, err = evaluate(hf, "--tatoeba", tatoeba, "--langs", "deu,jpn", "--output", tmp_path / "e", "--no-plot")
     assert rc == 0, err
     res = json.loads((tmp_path / "e" / "eval.json").read_text())
@@ -233,6 +244,55 @@ def test_export_elsewhere_with_languages_given_and_no_shards(run, tatoeba, tmp_p
     rc, out, err = evaluate(hf, "--tatoeba", tatoeba, "--langs", "deu,jpn", "--output", tmp_path / "e2",
                             "--no-plot", "--train-languages", "de,en")
     res = json.loads((tmp_path / "e2" / "eval.json").read_text())
+    assert [res["tatoeba"]["languages"][k]["in_training"] for k in ("deu", "jpn")] == [True, False]
+
+
+# -- during pretraining ------------------------------------------------------------------------------
+
+def test_pretraining_logs_tatoeba_with_each_validation(run, result):
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    with_val = [r for r in log if "val_loss" in r]
+    assert [r["step"] for r in with_val] == [10, 20]
+    assert all(set(r["tatoeba"]) == {"fra", "jpn"} for r in with_val)
+    assert not any("tatoeba" in r for r in log if "val_loss" not in r)
+    last = with_val[-1]
+    assert last["tatoeba_accuracy"] == pytest.approx((last["tatoeba"]["fra"] + last["tatoeba"]["jpn"]) / 2)
+    # the same model, embeddings and scoring as `cc100 evaluate` on the final checkpoint
+    final = result[0]["tatoeba"]["languages"]
+    assert last["tatoeba"]["fra"] == pytest.approx(final["fra"]["mean"], abs=1e-9)
+    assert last["tatoeba"]["jpn"] == pytest.approx(final["jpn"]["mean"], abs=1e-9)
+
+
+def test_plot_draws_tatoeba_beside_the_loss(run, tmp_path):
+    from PIL import Image
+
+    from train.plot import main as plot_main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert plot_main([str(run / "log.jsonl"), "--output", str(tmp_path / "curves.png")]) == 0
+    assert Image.open(tmp_path / "curves.png").size[0] == 18 * 110  # three columns: loss, Tatoeba, accuracy
+
+
+def test_bad_eval_tatoeba_stops_pretraining_before_the_first_step(world, tmp_path):
+    argv = ["--shards", str(world.shards), "--vocab", str(world.vocab), "--output", str(tmp_path / "r"), *RUN_ARGS,
+            "--eval-tatoeba", str(tmp_path)]
+    e = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(e):
+        assert pretrain_main(argv) == 2
+    assert "--eval-tatoeba" in e.getvalue() and not (tmp_path / "r" / "log.jsonl").exists()
+
+
+def test_cc100_export_records_the_training_languages(run, tatoeba, tmp_path):
+    from model.export import main as export_main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--checkpoint", str(run), "--output", str(tmp_path / "hf")]) == 0
+    recorded = json.loads((tmp_path / "hf" / "cc100_training.json").read_text())["languages"]
+    assert set(recorded) == {"az", "de", "en", "fr", "ru", "zh"} and all(n > 0 for n in recorded.values())
+    rc, _, err = evaluate(tmp_path / "hf", "--tatoeba", tatoeba, "--langs", "deu,jpn", "--output", tmp_path / "e",
+                          "--no-plot")
+    assert rc == 0, err
+    res = json.loads((tmp_path / "e" / "eval.json").read_text())
     assert [res["tatoeba"]["languages"][k]["in_training"] for k in ("deu", "jpn")] == [True, False]
 
 
