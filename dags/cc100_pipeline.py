@@ -1,4 +1,4 @@
-"""cc100_pipeline: LM -> corpus -> vocab -> tokenize -> pretrain -> export, each a `cc100` command.
+"""cc100_pipeline: LM -> corpus -> vocab -> tokenize -> pretrain -> export -> evaluate, each a `cc100` command.
 
 Every task runs one stage of the project's CLI (cc100_stages.py builds its arguments and
 decides whether it has to run), streams the stage's output into the task log and returns the
@@ -72,6 +72,9 @@ PARAMS = {
                         "{\"pretrain\": \"--device cuda --lr 3e-4\"}"),
     "rebuild_changed": Param(D.rebuild_changed, type="boolean", description="rebuild a finished "
                              "stage whose settings or inputs changed (else the task fails)"),
+    "tatoeba_dir": Param(D.tatoeba_dir, type="string", description="Tatoeba test set (LASER layout, "
+                         "e.g. shared/data/eval/tatoeba_laser_xtreme36) for the evaluate task; empty: "
+                         "held-out masked-LM loss only"),
     "cc100_bin": Param(D.cc100_bin, type="string", description="the cc100 command; empty: "
                        "$CC100_BIN, then next to the scheduler's python, then PATH"),
 }
@@ -108,9 +111,13 @@ def cc100_pipeline():
     def export(run_dir: str, vocab_dir: str) -> str:
         return st.export_stage(_config(), run_dir, vocab_dir)
 
+    @task
+    def evaluate(model_dir: str) -> str:
+        return st.evaluate_stage(_config(), model_dir)
+
     corpus_dir = corpus(lm())
     vocab_dir = vocab(corpus_dir)
-    export(pretrain(tokenize(corpus_dir, vocab_dir), vocab_dir), vocab_dir)
+    evaluate(export(pretrain(tokenize(corpus_dir, vocab_dir), vocab_dir), vocab_dir))
 
 
 cc100_pipeline()
