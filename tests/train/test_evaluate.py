@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.train.test_tokenize import build_world, other_vocab
+from tests.train.test_trainer import one_thread  # noqa: F401  (autouse: one intra-op thread here too)
 from train.evaluate import (EvalError, default_layer, find_tatoeba, length_batches, load_tatoeba,
                             retrieval_accuracy, unigram_entropy)
 from train.evaluate import main as evaluate_main
@@ -22,15 +23,6 @@ RUN_ARGS = ["--config", "tiny", "--max-len", "64", "--batch-tokens", "1024", "--
             "--log-every", "5", "--eval-every", "10", "--eval-seqs", "6", "--checkpoint-every", "0",
             "--seed", "5", "--lr", "3e-3", "--warmup-steps", "2", "--steps", "20"]
 LANGS = "deu,fra,rus,cmn,jpn,tgl"  # four in the test world's corpus (de fr ru zh), two not
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: one intra-op thread is much faster than two competing with other jobs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
