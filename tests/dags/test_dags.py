@@ -478,7 +478,7 @@ def test_dag_runs_the_chain_once_then_skips_then_guards_changes(airflow_home, tm
     conf.update(rebuild_changed=True, vocab_size=2000)
     check(dags_test(airflow_home, "cc100_pipeline", conf, **env))
     rerun = calls()
-    assert [c[0] for c in rerun] == ["corpus", "vocab", "tokenize", "pretrain", "export"]
+    assert [c[0] for c in rerun] == ["corpus", "vocab", "tokenize", "pretrain", "export", "evaluate"]
     assert "--overwrite" in rerun[0] and "2000" in rerun[1]
 
 
