@@ -18,8 +18,10 @@ REFERENCE ?= $(SHARED)/reference
 LM_DIR ?= out/lm
 LANGS ?=
 VOCAB ?= out/vocab
-VOCAB_SIZE ?= 250000
-SENTENCES ?= 2000000
+# sized for the corpus of the two shared samples (`make corpus`); XLM-R on a real crawl:
+# make vocab VOCAB_SIZE=250000 SENTENCES=2000000
+VOCAB_SIZE ?= 32000
+SENTENCES ?= 200000
 SHARDS ?= out/shards
 RUN ?= out/run
 MODEL ?= tiny
@@ -31,8 +33,13 @@ CACHE ?= .cache/commoncrawl
 CC_BASE_URL ?=
 DEMO ?= out/demo
 TATOEBA ?= $(SHARED)/eval/tatoeba_laser_xtreme36
+# Debian packages for KenLM's tools: auto (apt-get as root or via sudo, else stop at once with
+# the command to run), print (say what auto would do), skip (installed your own way)
+SYSTEM_DEPS ?= auto
+# checked first, before the venv, and only while the tools are not built yet
+DEPS := $(if $(wildcard $(TOOLS)/bin/lmplz $(TOOLS)/bin/build_binary),,system-deps)
 
-.PHONY: setup tools test test-fast demo dag-demo bench-input bench-corpus bench-dedup bench-pretrain corpus corpus-dataflow lm vocab tokenize pretrain export evaluate prefetch clean help
+.PHONY: setup system-deps tools test test-fast demo dag-demo bench-input bench-corpus bench-dedup bench-pretrain corpus corpus-dataflow lm vocab tokenize pretrain export evaluate prefetch clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -51,9 +58,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pipeline.lid --self-check
 	touch $@
 
-tools: $(TOOLS)/bin/lmplz ## build KenLM's lmplz and build_binary into .tools/bin
+system-deps: ## install the Debian packages KenLM's tools need (SYSTEM_DEPS=auto|print|skip)
+	@.ci/system-deps.sh $(SYSTEM_DEPS)
 
-$(TOOLS)/bin/lmplz: | $(STAMP)
+tools: $(DEPS) $(TOOLS)/bin/lmplz ## build KenLM's lmplz and build_binary into .tools/bin
+
+$(TOOLS)/bin/lmplz: | $(DEPS) $(STAMP)
 	rm -rf $(TOOLS)/src && mkdir -p $(TOOLS)/src $(TOOLS)/bin
 	$(PY) -m pip download -q --no-deps --no-binary kenlm --no-build-isolation kenlm==$(KENLM_VERSION) -d $(TOOLS)/src
 	tar -xzf $(TOOLS)/src/kenlm-$(KENLM_VERSION).tar.gz -C $(TOOLS)/src
@@ -62,13 +72,13 @@ $(TOOLS)/bin/lmplz: | $(STAMP)
 	cp $(TOOLS)/src/build/bin/lmplz $(TOOLS)/src/build/bin/build_binary $(TOOLS)/bin/
 	rm -rf $(TOOLS)/src
 
-test: $(STAMP) tools ## the full test suite, exactly as CI runs it
+test: $(DEPS) $(STAMP) tools ## the full test suite, exactly as CI runs it
 	$(PY) -m pytest -q tests
 
-test-fast: $(STAMP) tools ## the suite without the slow end-to-end tests
+test-fast: $(DEPS) $(STAMP) tools ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -q -m 'not slow' tests
 
-demo: $(STAMP) tools ## the whole chain offline on the bundled sample: make demo [DEMO=out/demo]
+demo: $(DEPS) $(STAMP) tools ## the whole chain offline on the bundled sample: make demo [DEMO=out/demo]
 	rm -rf $(DEMO)/input $(DEMO)/lm $(DEMO)/corpus $(DEMO)/vocab $(DEMO)/shards $(DEMO)/run
 	$(PY) -m pipeline.demo --output $(DEMO)/input
 	$(CC100) lm --reference $(DEMO)/input/reference --output $(DEMO)/lm
@@ -87,7 +97,7 @@ corpus-dataflow: $(STAMP) ## on Dataflow: make corpus-dataflow SNAPSHOT=... SEGM
 	$(PY) -m pip install -q 'apache-beam[gcp]==2.77.0'
 	$(CC100) corpus --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --output $(GCS)/corpus --lid-model $(GCS)/models/lid.176.ftz --lm-dir $(GCS)/lm --runner DataflowRunner --project $(PROJECT) --region $(REGION) --temp_location $(GCS)/tmp --setup_file ./setup.py $(CORPUS_FLAGS)
 
-lm: $(STAMP) tools ## perplexity models: make lm REFERENCE=dir LM_DIR=dir [LANGS=en,fr]
+lm: $(DEPS) $(STAMP) tools ## perplexity models: make lm REFERENCE=dir LM_DIR=dir [LANGS=en,fr]
 	$(CC100) lm --reference $(REFERENCE) --output $(LM_DIR) $(if $(LANGS),--langs $(LANGS))
 
 vocab: $(STAMP) ## Parquet corpus -> SentencePiece vocabulary: make vocab OUTPUT=out/corpus VOCAB=out/vocab
@@ -110,10 +120,10 @@ evaluate: $(STAMP) ## Tatoeba retrieval + held-out MLM loss vs unigram: make eva
 	$(CC100) evaluate $(RUN) $(if $(wildcard $(TATOEBA)),--tatoeba $(TATOEBA))
 
 prefetch: $(STAMP) ## download WET segments into the cache: make prefetch SNAPSHOT=CC-MAIN-2019-30 SEGMENTS=0-9
-	$(PY) -m pipeline.snapshot --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --cache-dir $(CACHE)
+	$(CC100) prefetch --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --download-cache $(CACHE)
 
 BENCH ?= /tmp/cc100-bench
-bench-input: $(STAMP) tools ## synthetic WET input + LM models for the benchmarks (under BENCH)
+bench-input: $(DEPS) $(STAMP) tools ## synthetic WET input + LM models for the benchmarks (under BENCH)
 	for s in 0 1 2 3; do $(PY) -m bench.synth_wet --docs 5000 --seed $$s --output $(BENCH)/synth-5k-s$$s.warc.wet.gz; done
 	$(CC100) lm --reference $(REFERENCE) --output $(BENCH)/lm --skip-existing
 
@@ -128,7 +138,7 @@ bench-pretrain: $(STAMP) ## our training step vs Hugging Face XLMRobertaForMaske
 
 AIRFLOW_OUT ?= out/airflow
 DAG_CONF = {"work_dir": "$(abspath $(AIRFLOW_OUT))/work", "input_glob": "$(abspath $(SHARED))/wet/CC-MAIN-2019-30-sample-00000.warc.wet.gz", "reference_dir": "$(abspath $(SHARED))/reference", "langs": "en,fr", "workers": 1, "vocab_size": 1000, "sentences": 20000, "model_config": "tiny", "max_steps": 20, "stage_args": {"vocab": "--allow-smaller-vocab", "pretrain": "--device cpu"}}
-dag-demo: $(STAMP) tools ## run the cc100_pipeline DAG once (airflow dags test, tiny settings) into out/airflow
+dag-demo: $(DEPS) $(STAMP) tools ## run the cc100_pipeline DAG once (airflow dags test, tiny settings) into out/airflow
 	export AIRFLOW_HOME=$(abspath $(AIRFLOW_OUT))/home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	       AIRFLOW__CORE__LOAD_EXAMPLES=False CC100_DAG_RETRIES=0 && \
 	$(VENV)/bin/airflow db migrate >/dev/null && \

@@ -40,6 +40,8 @@ CONFIGS = {
                         vocab_size=64000), 8, 256),
     "base": (dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                   vocab_size=250002), 32, 512),
+    "large": (dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                   vocab_size=250002), 32, 512),
 }
 
 
@@ -190,8 +192,10 @@ def bench_config(name: str, args, device) -> dict:
     seq_len = args.seq_len or seq_len
     batch = make_batch(fields["vocab_size"], batch_size, seq_len)
     tokens = batch_size * seq_len
-    hf = HFStep(fields, batch, device)
-    runners = {"ours": our_trainer(fields, batch, device, False).train_step, "hf": hf.train_step}
+    hf = HFStep(fields, batch, device) if not args.no_hf else None
+    runners = {"ours": our_trainer(fields, batch, device, False).train_step}
+    if hf is not None:
+        runners["hf"] = hf.train_step
     if args.compile:
         runners["ours compiled"] = our_trainer(fields, batch, device, True).train_step
     if args.full_head:  # ablation: our model projecting every position, as HF does
@@ -200,6 +204,14 @@ def bench_config(name: str, args, device) -> dict:
     for _ in range(args.warmup):
         for fn in runners.values():
             fn()
+    peak_memory = {}
+    if device.type == "cuda":  # each model's own step, alone: its peak allocated memory
+        for k, fn in runners.items():
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            fn()
+            torch.cuda.synchronize(device)
+            peak_memory[k] = torch.cuda.max_memory_allocated(device)
     rounds = []
     for r in range(args.repeats):
         rnd = {"load": os.getloadavg()[0]}
@@ -212,12 +224,16 @@ def bench_config(name: str, args, device) -> dict:
     out = {"config": name, "model": fields, "batch": batch_size, "seq_len": seq_len, "tokens_per_step": tokens,
            "threads": torch.get_num_threads(), "device": str(device), "first_loss": losses,
            "rounds": rounds, "flops_per_token": flops_per_token(cfg, seq_len, 0.15),
-           "hf_attn_implementation": hf.attn}
+           "hf_attn_implementation": hf.attn if hf else None,
+           "peak_memory_bytes": peak_memory}
+    if args.profile:
+        out["profile"] = profile_summary(runners["ours compiled" if args.compile else "ours"], device)
+        print(out["profile"], flush=True)
     for k in runners:
         out[f"{k}_tokens_per_s"] = median([r[k] for r in rounds])
         out[f"{k}_spread"] = spread([r[k] for r in rounds])
     for k in runners:
-        if k != "hf":
+        if k != "hf" and "hf" in runners:
             out[f"{k}_x_hf"] = median([r[k] / r["hf"] for r in rounds])
     if device.type == "cuda":
         dev = torch.cuda.get_device_name(device)
@@ -228,6 +244,21 @@ def bench_config(name: str, args, device) -> dict:
     return out
 
 
+def profile_summary(step_fn, device, steps: int = 3, rows: int = 25) -> str:
+    """torch.profiler over a few steps: the operators that take the most device (or CPU) time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step_fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
+
+
 def format_table(results: list[dict]) -> str:
     lines = [f"{'config':<11} {'B x T':>9} {'model':<14} {'tokens/s':>10} {'spread':>16} {'x HF':>6}"]
     for r in results:
@@ -236,6 +267,8 @@ def format_table(results: list[dict]) -> str:
                 continue
             ratio = r.get(f"{k}_x_hf")
             mfu = f"  MFU {r[k + '_mfu']:.1%}" if f"{k}_mfu" in r else ""
+            if k in r.get("peak_memory_bytes", {}):
+                mfu += f"  peak {r['peak_memory_bytes'][k] / 2**30:.1f} GiB"
             lines.append(f"{r['config']:<11} {r['batch']:>4}x{r['seq_len']:<4} {k:<14} "
                          f"{r[f'{k}_tokens_per_s']:>10,.0f} {r[f'{k}_spread']:>16} "
                          f"{'-' if ratio is None else format(ratio, '.2f'):>6}{mfu}")
@@ -253,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
     parser.add_argument("--full-head", action="store_true",
                         help="ablation: also time ours with masked_only=False (logits at every position)")
+    parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face model (ours only)")
+    parser.add_argument("--profile", action="store_true",
+                        help="print a torch.profiler table of our step (the top operators by device time)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--json", default=None, help="write all measurements here")

@@ -58,6 +58,14 @@ RETRIES = int(os.environ.get("CC100_DAG_RETRIES", "3"))
 RETRY_DELAY_S = float(os.environ.get("CC100_DAG_RETRY_DELAY_S", "600"))
 
 
+def work_dir_default() -> dict:
+    """Param kwargs of `work_dir`: $CC100_WORK_DIR as the default when set, else no default, so
+    the trigger form asks for it (a scheduled DAG needs the env: Airflow refuses required params
+    without a default there)."""
+    value = os.environ.get("CC100_WORK_DIR", "")
+    return {"default": value} if value else {}
+
+
 class StageError(RuntimeError):
     """A stage could not run or failed; the message names the stage and says what to do."""
 
@@ -247,15 +255,14 @@ def split_segments(spec: str, per_task: int) -> list[str]:
 # argument lists (one per stage; the CLI contracts are in README "Pipeline stages")
 
 
-def _langs_flag(flag: str, langs: tuple[str, ...], comma: bool) -> list[str]:
-    if not langs:
-        return []
-    return [flag, ",".join(langs)] if comma else [flag, *langs]
+def _langs_flag(langs: Iterable[str]) -> list[str]:
+    langs = tuple(langs)
+    return ["--langs", ",".join(langs)] if langs else []
 
 
 def lm_args(cfg: PipelineConfig, output: Path, langs: Iterable[str]) -> list[str]:
     return ["lm", "--reference", cfg.reference_dir, "--output", str(output),
-            *_langs_flag("--langs", tuple(langs), comma=True), *cfg.extra("lm")]
+            *_langs_flag(langs), *cfg.extra("lm")]
 
 
 def beam_flags(options: Mapping) -> list[str]:
@@ -319,13 +326,13 @@ def vocab_args(cfg: PipelineConfig, corpus: Path, output: Path) -> list[str]:
             "--vocab-size", str(cfg.vocab_size), "--alpha", str(cfg.alpha), "--seed", str(cfg.seed)]
     if cfg.sentences:
         argv += ["--sentences", str(cfg.sentences)]
-    return argv + _langs_flag("--langs", cfg.langs, comma=False) + cfg.extra("vocab")
+    return argv + _langs_flag(cfg.langs) + cfg.extra("vocab")
 
 
 def tokenize_args(cfg: PipelineConfig, corpus: Path, vocab: Path, output: Path) -> list[str]:
     return (["tokenize", "--corpus", str(corpus), "--vocab", str(vocab), "--output", str(output),
              "--workers", str(cfg.workers)]
-            + _langs_flag("--languages", cfg.langs, comma=False) + cfg.extra("tokenize"))
+            + _langs_flag(cfg.langs) + cfg.extra("tokenize"))
 
 
 def pretrain_args(cfg: PipelineConfig, shards: Path, vocab: Path, output: Path) -> list[str]:

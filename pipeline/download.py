@@ -2,10 +2,26 @@
 
 Common Crawl's HTTPS endpoint throttles hard (429/503) and drops long transfers; cc_net gave up
 on the first error. `fetch_to_file` retries what is worth retrying (connection errors, timeouts,
-429, 5xx) with exponential backoff and full jitter, honours `Retry-After`, resumes a broken
-transfer with `Range: bytes=N-` instead of starting over, and only renames `dest.part` to `dest`
-once the file is verified complete (length, and for `.gz` a gzip stream that decompresses to its
-end). So the existence of `dest` means "downloaded and verified" - callers use it as the marker.
+429, 5xx) with exponential backoff and full jitter, honours `Retry-After` up to a cap, resumes a
+broken transfer with `Range: bytes=N-` instead of starting over, and only renames its partial
+file to `dest` once the file is verified complete. So the existence of `dest` means "downloaded
+and verified" - callers use it as the marker.
+
+Complete means: the body reached a length the server stated (Content-Length, the total of a
+Content-Range, or a chunked body's terminating chunk). A gzip stream is valid at every member
+boundary, so a body that simply ends when the connection closes proves nothing: its length is
+asked for again (HEAD, then a one-byte Range request) and the download fails as unverifiable
+if no length comes back. Then, for `.gz` names, every gzip member must decompress to its end,
+and an optional content check (the caller's: e.g. "is it WARC?") must pass.
+
+Bounds: one file may take at most `RetryPolicy.deadline` seconds (all attempts and waits), may
+not be larger than `max_bytes` (a larger declared length is refused before the body is read; a
+body growing past it ends the attempt), and a slow transfer is logged every `slow_window`
+seconds. Each download writes its own partial file, `dest.part-<random>`, locked (flock) while
+in use: downloads that share a cache never write into each other's bytes, a partial left by a
+killed or failed run is adopted and resumed, and a verified `dest` that appeared meanwhile is
+used as is. Credentials in the URL (user:password@) are sent as an Authorization header that
+redirects do not carry, and never appear in logs or errors (`redact_url`).
 
 Standard library only (urllib / http.client): the Beam workers need nothing extra, and every
 response header and byte count stays in view. `sleep`, `clock` and `rng` are injectable so tests
@@ -14,17 +30,22 @@ run without real waits.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email.utils
+import fcntl
 import http.client
 import logging
 import os
 import random
+import re
+import stat
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +55,14 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "cc100-corpus/0.1 (CCNet-style corpus builder; Python urllib)"
 DEFAULT_MAX_CONCURRENT = 4  # per process; Common Crawl asks for modest parallelism
+PART_SUFFIX = ".part"  # dest.part-<random>: a download in progress (or abandoned: resumable)
 
 
 class DownloadError(Exception):
-    """A download that failed for good: `reason` says why, `attempts` how often it was tried."""
+    """A download that failed for good: `reason` says why, `attempts` how often it was tried.
+
+    `url` never holds credentials. `attempts` is 0 for a file that was refused without a request
+    (e.g. an unsafe listing line)."""
 
     def __init__(self, url: str, reason: str, attempts: int, *, status: int | None = None,
                  permanent: bool = False):
@@ -45,9 +70,12 @@ class DownloadError(Exception):
         self.reason = reason
         self.attempts = attempts
         self.status = status  # last HTTP status, None for network errors
-        self.permanent = permanent  # True: a 4xx that retrying cannot fix (404 = missing)
-        plural = "" if attempts == 1 else "s"
-        super().__init__(f"{url}: {reason} (after {attempts} attempt{plural})")
+        self.permanent = permanent  # True: retrying cannot fix it (404, size limit, bad listing line)
+        if attempts == 0:
+            super().__init__(f"{url}: {reason} (not fetched)")
+        else:
+            plural = "" if attempts == 1 else "s"
+            super().__init__(f"{url}: {reason} (after {attempts} attempt{plural})")
 
     def __reduce__(self):  # picklable (Beam moves exceptions between processes)
         return (_rebuild_error, (self.url, self.reason, self.attempts, self.status, self.permanent))
@@ -57,37 +85,134 @@ def _rebuild_error(url, reason, attempts, status, permanent) -> DownloadError:
     return DownloadError(url, reason, attempts, status=status, permanent=permanent)
 
 
+# The command-line flag of each user-facing RetryPolicy field: one place for `cc100 corpus` and
+# `cc100 prefetch` (add_policy_flags), and the name the policy's errors and reasons use.
+POLICY_FLAGS = {
+    "max_attempts": "--max-attempts",
+    "deadline": "--download-deadline",
+    "retry_after_max": "--max-retry-after",
+    "max_bytes": "--max-segment-bytes",
+    "backoff": "--download-backoff",
+}
+
+
+def _flag(name: str) -> str:
+    """'max_attempts: --max-attempts' (CorpusConfig's style of naming a bad value)."""
+    return f"{name}: {POLICY_FLAGS[name]}" if name in POLICY_FLAGS else name
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try. Waits grow as backoff * 2**(attempt-1), capped; drawn uniformly below."""
+    """How hard to try, and the bounds of one file. Waits grow as backoff * 2**(attempt-1),
+    capped; drawn uniformly below."""
 
     max_attempts: int = 8
     backoff: float = 1.0  # seconds before the first retry (upper bound of the jittered wait)
     backoff_max: float = 120.0  # cap of the exponential growth
-    retry_after_max: float = 600.0  # a server's Retry-After is honoured up to this many seconds
+    retry_after_max: float = 120.0  # a server's Retry-After is honoured up to this many seconds
     timeout: float = 60.0  # seconds per connect and per socket read
+    deadline: float = 3600.0  # seconds for one file from its first attempt: transfers and waits
+    max_bytes: int = 1 << 30  # a larger file is refused (real WET files are ~100-300 MB)
+    slow_rate: float = 100_000.0  # bytes/s: a transfer slower than this over slow_window is logged
+    slow_window: float = 60.0  # seconds
     chunk_size: int = 1 << 20
     verify_gzip: bool = True  # for .gz files: every gzip member must decompress to its end
 
     def __post_init__(self):
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        for name in ("backoff", "backoff_max", "retry_after_max"):
+            raise ValueError(f"{_flag('max_attempts')} must be >= 1, got {self.max_attempts}")
+        for name in ("backoff", "backoff_max", "retry_after_max", "slow_rate"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {self.timeout}")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("timeout", "deadline", "slow_window"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{_flag(name)} must be > 0, got {getattr(self, name)}")
+        for name in ("max_bytes", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
 
     def backoff_wait(self, attempt: int, rng: random.Random) -> float:
         """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**(attempt-1))]."""
         return rng.uniform(0.0, min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
 
 
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(|b|kb|mb|gb|tb|kib|mib|gib|tib)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """'1073741824', '1GiB', '300MB' -> bytes (KiB/MiB/GiB binary, KB/MB/GB decimal)."""
+    match = _SIZE_RE.match(str(text))
+    if not match:
+        raise ValueError(f"invalid size {text!r}: expected bytes, optionally with a unit "
+                         "(e.g. 1073741824, 1GiB, 300MB)")
+    return int(match[1]) * _SIZE_UNITS[match[2].lower()]
+
+
+def add_policy_flags(group) -> None:
+    """The download flags (POLICY_FLAGS) with RetryPolicy's defaults, on an argparse group."""
+    import argparse
+
+    def size(text: str) -> int:
+        try:
+            return parse_size(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    d = RetryPolicy()
+    group.add_argument(POLICY_FLAGS["max_attempts"], type=int, default=d.max_attempts, metavar="N",
+                       dest="max_attempts",
+                       help=f"attempts per download before the file counts as failed (default {d.max_attempts})")
+    group.add_argument(POLICY_FLAGS["deadline"], type=float, default=d.deadline, metavar="SECONDS",
+                       dest="download_deadline",
+                       help="give up on one file after this long, all attempts and waits included "
+                       f"(default {d.deadline:g}: a trickling server cannot hang the run)")
+    group.add_argument(POLICY_FLAGS["retry_after_max"], type=float, default=d.retry_after_max,
+                       metavar="SECONDS", dest="max_retry_after",
+                       help=f"honour a server's Retry-After up to this long (default {d.retry_after_max:g})")
+    group.add_argument(POLICY_FLAGS["max_bytes"], type=size, default=d.max_bytes, metavar="SIZE",
+                       dest="max_segment_bytes",
+                       help="refuse a file larger than this, e.g. 1GiB or 300MB (default 1GiB; "
+                       "real WET files are 100-300 MB)")
+    group.add_argument(POLICY_FLAGS["backoff"], type=float, default=d.backoff, dest="download_backoff",
+                       help=argparse.SUPPRESS)  # first retry wait in seconds (tests make it tiny)
+
+
+def policy_from_args(args, **overrides) -> RetryPolicy:
+    """The RetryPolicy of the flags add_policy_flags adds; `args` is their argparse namespace or
+    any object with the same attribute names (CorpusConfig). ValueError names a bad flag."""
+    return RetryPolicy(max_attempts=args.max_attempts, backoff=args.download_backoff,
+                       deadline=args.download_deadline, retry_after_max=args.max_retry_after,
+                       max_bytes=args.max_segment_bytes, **overrides)
+
+
+# -- credentials in URLs ----------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """`url` with any user:password@ replaced by ***@, for logs, errors and stats."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """(url without user:password@, the Basic Authorization header value or None)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+    clean = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return clean, "Basic " + base64.b64encode(token).decode("ascii")
+
+
 @dataclass
 class DownloadResult:
-    url: str
+    url: str  # without credentials
     path: str
     bytes: int  # size of the verified file
     attempts: int
@@ -95,6 +220,7 @@ class DownloadResult:
     seconds: float
     bytes_transferred: int = 0  # body bytes received over the network, wasted ones included
     retries: list[str] = field(default_factory=list)  # why each failed attempt failed
+    completed_elsewhere: bool = False  # another download (e.g. another run) finished dest first
 
     @property
     def mb_per_s(self) -> float:
@@ -238,6 +364,104 @@ def gzip_problem(path: str | os.PathLike, chunk_size: int = 1 << 16) -> str | No
     return None
 
 
+# -- the partial file -------------------------------------------------------------------------
+
+
+class PartialFile:
+    """This download's partial copy of `dest`: `dest.part-<random>`, flock'ed while it is open.
+
+    On creation it adopts the largest partial of `dest` that no live download holds (left by a
+    killed or failed run, or the `dest.part` of older versions) and deletes the other abandoned
+    ones; a partial that another download holds is never touched. Every write goes through the
+    locked inode, so a concurrent download can neither adopt nor overwrite these bytes.
+    """
+
+    def __init__(self, dest: Path):
+        self.dest = dest
+        self.path = dest.with_name(f"{dest.name}{PART_SUFFIX}-{uuid.uuid4().hex[:12]}")
+        fresh = dest.with_name(f".{self.path.name}.new")  # invisible to adopters until locked
+        fd = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a filesystem without locks: the name is still ours alone, and
+                pass  # no partial there is ever adopted (its owner cannot be told apart)
+            leftovers = sorted(_abandoned_partials(dest), reverse=True)  # largest first
+        except BaseException:
+            os.close(fd)
+            _unlink(fresh)
+            raise
+        if leftovers:
+            self.adopted, adopted_path, self._fd = leftovers[0]
+            os.rename(adopted_path, self.path)
+            for _, path, other in leftovers[1:]:  # shorter prefixes of the same file
+                _unlink(Path(path))
+                os.close(other)
+            os.close(fd)
+            _unlink(fresh)
+        else:
+            self.adopted, self._fd = 0, fd
+            os.rename(fresh, self.path)
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def restart(self) -> None:
+        """Drop the bytes (they are not a valid prefix), keep the locked file."""
+        os.ftruncate(self._fd, 0)
+
+    def writer(self):
+        """A binary file object appending to the locked file."""
+        return os.fdopen(os.dup(self._fd), "ab")
+
+    def commit(self) -> None:
+        """The verified file becomes `dest` (atomic; a copy that appeared meanwhile is replaced)."""
+        os.replace(self.path, self.dest)
+        os.close(self._fd)
+
+    def discard(self) -> None:
+        _unlink(self.path)
+        os.close(self._fd)
+
+    def release(self) -> None:
+        """Unlock, leaving a valid prefix for a later download to adopt (an empty file is removed)."""
+        if self.size() == 0:
+            self.discard()
+        else:
+            os.close(self._fd)
+
+
+def _abandoned_partials(dest: Path) -> list[tuple[int, str, int]]:
+    """(size, path, fd) of each partial of `dest` that no live download holds; each is now
+    locked by the caller through `fd`. Symlinks and files of other users are skipped."""
+    prefix = dest.name + PART_SUFFIX
+    try:
+        entries = list(os.scandir(dest.parent))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if entry.name != prefix and not entry.name.startswith(prefix + "-"):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):  # a symlink, a FIFO, a directory
+                continue
+            fd = os.open(entry.path, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile, not ours
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its download is alive
+            st = os.fstat(fd)
+            # still under that name (its owner may have renamed it to dest just before dying)
+            if stat.S_ISREG(st.st_mode) and os.stat(entry.path, follow_symlinks=False).st_ino == st.st_ino:
+                found.append((st.st_size, entry.path, fd))
+                continue
+        except OSError:
+            pass
+        os.close(fd)
+    return found
+
+
 # -- one attempt ------------------------------------------------------------------------------
 
 
@@ -245,29 +469,66 @@ class _AttemptFailed(Exception):
     """One attempt failed; the loop in fetch_to_file decides whether to retry."""
 
     def __init__(self, reason: str, *, retry: bool = True, keep_part: bool = True,
-                 retry_after: float | None = None, status: int | None = None):
+                 permanent: bool = False, retry_after: float | None = None,
+                 status: int | None = None):
         super().__init__(reason)
         self.reason = reason
-        self.retry = retry
-        self.keep_part = keep_part  # the bytes in .part are a valid prefix: resume from them
+        self.retry = retry  # False: this call gives up now
+        self.keep_part = keep_part  # the bytes in the partial file are a valid prefix: resume
+        self.permanent = permanent  # no later run can fix it either (404, size limit)
         self.retry_after = retry_after
         self.status = status
 
 
 @dataclass
+class _Transfer:
+    """What every attempt of one fetch_to_file call shares."""
+
+    url: str  # without credentials: safe to log
+    auth: str | None  # Authorization header value from the URL's user:password@
+    policy: RetryPolicy
+    opener: urllib.request.OpenerDirector
+    clock: Callable[[], float]
+    deadline_at: float = float("inf")  # clock() value; set when the first attempt starts
+
+    def request(self, *, method: str = "GET", byte_range: str | None = None) -> urllib.request.Request:
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        if byte_range:
+            headers["Range"] = byte_range
+        request = urllib.request.Request(self.url, headers=headers, method=method)
+        if self.auth:  # not copied to a redirect's request: credentials stay with this host
+            request.add_unredirected_header("Authorization", self.auth)
+        return request
+
+    def read_timeout(self) -> float:
+        """Per-read timeout, never past the deadline."""
+        return max(0.001, min(self.policy.timeout, self.deadline_at - self.clock()))
+
+
+@dataclass
 class _Attempt:
     expected_total: int | None = None  # full file size announced by the server
+    chunked_complete: bool = False  # a chunked body ended with its terminating chunk
     received: int = 0
     resumed: bool = False
 
 
-def _open(opener, url: str, offset: int, timeout: float, now: float):
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if offset > 0:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
+def _past_deadline(policy: RetryPolicy, detail: str) -> str:
+    return f"past the download deadline of {policy.deadline:g} s ({POLICY_FLAGS['deadline']}): {detail}"
+
+
+def _check_declared_size(policy: RetryPolicy, size: int | None, source: str) -> None:
+    if size is not None and size > policy.max_bytes:
+        raise _AttemptFailed(
+            f"{source} {size} bytes exceeds the size limit of {policy.max_bytes} bytes "
+            f"({POLICY_FLAGS['max_bytes']}); the body was not read", retry=False, keep_part=False,
+            permanent=True)
+
+
+def _open(t: _Transfer, offset: int, now: float):
     try:
-        return opener.open(request, timeout=timeout)
+        return t.opener.open(t.request(byte_range=f"bytes={offset}-" if offset else None),
+                             timeout=t.read_timeout())
     except urllib.error.HTTPError as e:
         status, headers_ = e.code, e.headers
         e.close()
@@ -281,18 +542,18 @@ def _open(opener, url: str, offset: int, timeout: float, now: float):
         if status == 429 or status >= 500:
             wait = parse_retry_after(headers_.get("Retry-After"), now)
             raise _AttemptFailed(reason, retry_after=wait, status=status) from None
-        raise _AttemptFailed(reason, retry=False, status=status) from None
+        raise _AttemptFailed(reason, retry=False, keep_part=False, permanent=True,
+                             status=status) from None
     except urllib.error.URLError as e:
         raise _AttemptFailed(f"connection error: {e.reason}") from None
     except (OSError, http.client.HTTPException) as e:
         raise _AttemptFailed(f"connection error: {type(e).__name__}: {e}") from None
 
 
-def _attempt(url: str, part: Path, policy: RetryPolicy, opener, now: float,
-             result: _Attempt) -> _Attempt:
+def _attempt(t: _Transfer, part: PartialFile, now: float, result: _Attempt) -> _Attempt:
     """Stream one response into `part`, appending when the server honours our Range."""
-    offset = part.stat().st_size if part.exists() else 0
-    response = _open(opener, url, offset, policy.timeout, now)
+    offset = part.size()
+    response = _open(t, offset, now)
     if response is None:
         result.expected_total = offset
         return result
@@ -309,48 +570,115 @@ def _attempt(url: str, part: Path, policy: RetryPolicy, opener, now: float,
                     f"HTTP 206 with Content-Range {content_range!r} for Range bytes={offset}-, "
                     "restarting from byte 0", keep_part=False, status=206)
             result.expected_total = parsed[2]
+            _check_declared_size(t.policy, parsed[2], "Content-Range total")
             result.resumed = offset > 0
-            mode = "ab"
         elif status == 200:
             if offset > 0:
-                log.info("%s: server ignored Range bytes=%d-, restarting from byte 0", url, offset)
+                log.info("%s: server ignored Range bytes=%d-, restarting from byte 0", t.url, offset)
             result.expected_total = length
-            mode = "wb"  # a full body: start the file over
+            _check_declared_size(t.policy, length, "Content-Length")
+            part.restart()  # a full body: start the file over
+            offset = 0
         else:
             raise _AttemptFailed(f"unexpected HTTP {status}", keep_part=False, status=status)
-
         try:
-            out = open(part, mode)
+            out = part.writer()
         except OSError as e:
-            raise _AttemptFailed(f"cannot write {part}: {e}", retry=False) from None
+            raise _AttemptFailed(f"cannot write {part.path}: {e}", retry=False) from None
         with out:
-            while True:
-                try:
-                    chunk = response.read1(policy.chunk_size)
-                except (OSError, http.client.HTTPException) as e:
-                    raise _AttemptFailed(f"connection lost after {result.received} body bytes: "
-                                         f"{type(e).__name__}: {e}") from None
-                if not chunk:
-                    break
-                try:
-                    out.write(chunk)
-                except OSError as e:
-                    raise _AttemptFailed(f"cannot write {part}: {e}", retry=False) from None
-                result.received += len(chunk)
+            _copy_body(t, response, out, offset, result)
+        result.chunked_complete = bool(response.chunked)  # read to its terminating chunk
     return result
 
 
-def _verify(part: Path, expected_total: int | None, policy: RetryPolicy, is_gzip: bool) -> None:
-    size = part.stat().st_size
-    if expected_total is not None and size != expected_total:
-        if size < expected_total:
-            raise _AttemptFailed(f"truncated body: have {size} of {expected_total} bytes")
-        raise _AttemptFailed(f"body longer than announced: {size} > {expected_total} bytes",
+def _copy_body(t: _Transfer, response, out, offset: int, result: _Attempt) -> None:
+    """Body -> `out` until it ends, within the size limit and the deadline; log slow spells."""
+    policy = t.policy
+    window_start, window_bytes = t.clock(), 0
+    while True:
+        try:
+            chunk = response.read1(policy.chunk_size)
+        except (OSError, http.client.HTTPException) as e:
+            raise _AttemptFailed(f"connection lost after {result.received} body bytes: "
+                                 f"{type(e).__name__}: {e}") from None
+        if not chunk:
+            return
+        if offset + result.received + len(chunk) > policy.max_bytes:
+            raise _AttemptFailed(
+                f"body grew past the size limit of {policy.max_bytes} bytes "
+                f"({POLICY_FLAGS['max_bytes']})", retry=False, keep_part=False, permanent=True)
+        try:
+            out.write(chunk)
+        except OSError as e:
+            raise _AttemptFailed(f"cannot write {out.name}: {e}", retry=False) from None
+        result.received += len(chunk)
+        window_bytes += len(chunk)
+        now = t.clock()
+        if now >= t.deadline_at:
+            raise _AttemptFailed(_past_deadline(policy, f"{offset + result.received} bytes of "
+                                                f"{result.expected_total or '?'} received"),
+                                 retry=False)
+        if now - window_start >= policy.slow_window:
+            rate = window_bytes / (now - window_start)
+            if rate < policy.slow_rate:
+                log.warning("slow download %s: %d bytes in the last %.0f s (%.1f kB/s, below %.1f kB/s); "
+                            "%d of %s bytes so far, %.0f s left before the deadline", t.url,
+                            window_bytes, now - window_start, rate / 1e3, policy.slow_rate / 1e3,
+                            offset + result.received, result.expected_total or "?",
+                            t.deadline_at - now)
+            window_start, window_bytes = now, 0
+
+
+def _probe_length(t: _Transfer) -> tuple[int | None, str]:
+    """The file's length from a HEAD request, else from a one-byte Range request's Content-Range
+    total: (length, how it was learnt), or (None, "") if the server states neither."""
+    for method, byte_range in (("HEAD", None), ("GET", "bytes=0-0")):
+        try:
+            with t.opener.open(t.request(method=method, byte_range=byte_range),
+                               timeout=t.read_timeout()) as response:  # a body is never read
+                if method == "HEAD":
+                    length = response.headers.get("Content-Length")
+                    if response.status == 200 and length and length.isdigit():
+                        return int(length), "HEAD"
+                elif response.status == 206:
+                    parsed = parse_content_range(response.headers.get("Content-Range"))
+                    if parsed is not None and parsed[2] is not None:
+                        return parsed[2], "Range bytes=0-0"
+        except urllib.error.HTTPError as e:
+            e.close()
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
+            pass
+    return None, ""
+
+
+def _verify(t: _Transfer, part: PartialFile, outcome: _Attempt, is_gzip: bool,
+            check_content: Callable[[Path], str | None] | None, slots: DownloadSlots) -> None:
+    size = part.size()
+    expected, source = outcome.expected_total, "announced"
+    if expected is None and not outcome.chunked_complete:
+        # Close-delimited: the connection ended, which a cut transfer does too.
+        with slots:
+            expected, source = _probe_length(t)
+        if expected is None:
+            raise _AttemptFailed(
+                f"unverifiable: the body ({size} bytes) had no Content-Length and ended when the "
+                "connection closed, and the server states no length (HEAD, Range bytes=0-0)")
+        _check_declared_size(t.policy, expected, f"length from {source}")
+        source = f"from {source}"
+    if expected is not None and size != expected:
+        if size < expected:
+            raise _AttemptFailed(f"truncated body: have {size} of {expected} bytes"
+                                 + ("" if source == "announced" else f" ({source})"))
+        raise _AttemptFailed(f"body longer than announced: {size} > {expected} bytes",
                              keep_part=False)
-    if is_gzip and policy.verify_gzip:
-        problem = gzip_problem(part)
+    if is_gzip and t.policy.verify_gzip:
+        problem = gzip_problem(part.path)
         if problem:
             raise _AttemptFailed(f"bad gzip: {problem}", keep_part=False)
+    if check_content is not None:
+        problem = check_content(part.path)
+        if problem:
+            raise _AttemptFailed(problem, keep_part=False)
 
 
 def _unlink(path: Path) -> None:
@@ -373,68 +701,105 @@ def fetch_to_file(
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
+    check_content: Callable[[Path], str | None] | None = None,
 ) -> DownloadResult:
-    """Download `url` to `dest` (via `dest.part`), retrying and resuming; raise DownloadError.
+    """Download `url` to `dest` (via a partial file), retrying and resuming; raise DownloadError.
 
-    An existing `dest.part` (from a killed run) is resumed. On giving up, a `.part` holding a
-    valid prefix is left for the next run; one known to be bad is deleted.
+    `check_content(path)` returns why a complete body is not the expected kind of file (a
+    failed attempt) or None. An abandoned partial file of `dest` is resumed. On giving up, a
+    partial file holding a valid prefix is left for the next run; one known to be bad is deleted.
+    If `dest` exists when an attempt would start or finish, another download completed it: it
+    is used (`completed_elsewhere`).
     """
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError(f"not an http(s) URL: {redact_url(url)!r}")
     policy = policy or RetryPolicy()
     if max_attempts is not None:
         policy = dataclasses.replace(policy, max_attempts=max_attempts)
     if timeout is not None:
         policy = dataclasses.replace(policy, timeout=timeout)
     slots = slots or process_slots()
-    opener = opener or urllib.request.build_opener()
+    clean_url, auth = split_credentials(url)
+    t = _Transfer(clean_url, auth, policy, opener or urllib.request.build_opener(), clock)
     rng = rng or random.Random()
     dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     is_gzip = dest.name.endswith(".gz")
 
     start = clock()
     retries: list[str] = []
     transferred = 0
     resumed = False
-    for attempt in range(1, policy.max_attempts + 1):
-        outcome = _Attempt()
-        try:
-            try:
-                with slots:
-                    _attempt(url, part, policy, opener, wall_clock(), outcome)
-            finally:
-                transferred += outcome.received
-                resumed = resumed or outcome.resumed
-            _verify(part, outcome.expected_total, policy, is_gzip)
-        except _AttemptFailed as failure:
-            if not failure.keep_part:
-                _unlink(part)
-            retries.append(failure.reason)
-            if not failure.retry:
-                _unlink(part)
-                raise DownloadError(url, failure.reason, attempt, status=failure.status,
-                                    permanent=True) from None
-            if attempt == policy.max_attempts:
-                raise DownloadError(url, failure.reason, attempt, status=failure.status) from None
-            if failure.retry_after is not None:
-                wait = min(failure.retry_after, policy.retry_after_max)
-                why = f"{failure.reason}, Retry-After {failure.retry_after:g} s"
-            else:
-                wait = policy.backoff_wait(attempt, rng)
-                why = failure.reason
-            log.warning("retry %d/%d of %s in %.1f s: %s", attempt + 1, policy.max_attempts,
-                        url, wait, why)
-            sleep(wait)
-            continue
-        os.replace(part, dest)
-        seconds = clock() - start
-        result = DownloadResult(url=url, path=str(dest), bytes=dest.stat().st_size,
-                                attempts=attempt, resumed=resumed, seconds=seconds,
-                                bytes_transferred=transferred, retries=retries)
-        log.info("downloaded %s: %.1f MB in %.1f s (%.1f MB/s), %d attempt%s%s", url,
-                 result.bytes / 1e6, seconds, result.mb_per_s, attempt,
-                 "" if attempt == 1 else "s", ", resumed" if resumed else "")
+    part: PartialFile | None = None
+
+    def done(attempts: int, elsewhere: bool) -> DownloadResult:
+        result = DownloadResult(url=t.url, path=str(dest), bytes=dest.stat().st_size,
+                                attempts=attempts, resumed=resumed, seconds=clock() - start,
+                                bytes_transferred=transferred, retries=retries,
+                                completed_elsewhere=elsewhere)
+        if elsewhere:
+            log.info("%s: using the copy another download completed meanwhile", t.url)
+        else:
+            log.info("downloaded %s: %.1f MB in %.1f s (%.1f MB/s), %d attempt%s%s", t.url,
+                     result.bytes / 1e6, result.seconds, result.mb_per_s, attempts,
+                     "" if attempts == 1 else "s", ", resumed" if resumed else "")
         return result
-    raise AssertionError("unreachable")  # the loop returns or raises
+
+    try:
+        for attempt in range(1, policy.max_attempts + 1):
+            if dest.exists():
+                return done(attempt - 1, elsewhere=True)
+            if clock() >= t.deadline_at:
+                raise DownloadError(t.url, _past_deadline(policy, f"last problem: {retries[-1]}"),
+                                    attempt - 1)
+            if part is None:
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    part = PartialFile(dest)
+                except OSError as e:
+                    raise DownloadError(t.url, f"cannot write into {dest.parent}: {e}", attempt - 1,
+                                        permanent=True) from None
+            outcome = _Attempt()
+            try:
+                try:
+                    with slots:
+                        if t.deadline_at == float("inf"):  # the clock starts with the first transfer
+                            t.deadline_at = clock() + policy.deadline
+                        _attempt(t, part, wall_clock(), outcome)
+                finally:
+                    transferred += outcome.received
+                    resumed = resumed or outcome.resumed
+                _verify(t, part, outcome, is_gzip, check_content, slots)
+            except _AttemptFailed as failure:
+                if not failure.keep_part:
+                    part.restart()
+                retries.append(failure.reason)
+                if not failure.retry:
+                    raise DownloadError(t.url, failure.reason, attempt, status=failure.status,
+                                        permanent=failure.permanent) from None
+                if attempt == policy.max_attempts:
+                    raise DownloadError(t.url, failure.reason, attempt, status=failure.status) from None
+                if failure.retry_after is not None:
+                    wait = min(failure.retry_after, policy.retry_after_max)
+                    why = f"{failure.reason}, Retry-After {failure.retry_after:g} s"
+                else:
+                    wait = policy.backoff_wait(attempt, rng)
+                    why = failure.reason
+                if clock() + wait >= t.deadline_at:
+                    raise DownloadError(t.url, _past_deadline(
+                        policy, f"no time left to wait {wait:.1f} s for retry {attempt + 1} after: "
+                        f"{why}"), attempt, status=failure.status) from None
+                log.warning("retry %d/%d of %s in %.1f s: %s", attempt + 1, policy.max_attempts,
+                            t.url, wait, why)
+                sleep(wait)
+                continue
+            if dest.exists():
+                part.discard()
+                part = None
+                return done(attempt, elsewhere=True)
+            part.commit()
+            part = None
+            return done(attempt, elsewhere=False)
+        raise AssertionError("unreachable")  # the loop returns or raises
+    finally:
+        if part is not None:
+            part.release()

@@ -20,22 +20,12 @@ import sys
 import time
 from datetime import datetime, timezone
 
-
-class _DropImportNoise(logging.Filter):
-    """Beam logs a warning at import time when the optional GCP client (apitools) is absent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("apitools not found")
-
-
-logging.getLogger().addFilter(_DropImportNoise())
-
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from pipeline.buckets import CUTOFFS_FILE, AssignBuckets, format_language_table, summarize_counters  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
-from pipeline.download import DownloadError  # noqa: E402
+from pipeline.download import DownloadError, redact_url  # noqa: E402
 from pipeline.io import (  # noqa: E402
     FILES_REPORT,
     STATS_FILE,
@@ -49,6 +39,7 @@ from pipeline.io import (  # noqa: E402
     remove_tree,
     write_json,
 )
+from pipeline import logs  # noqa: E402
 from pipeline.lid import IdentifyLanguage  # noqa: E402
 from pipeline.near_dedup import NearDedup  # noqa: E402
 from pipeline.options import (  # noqa: E402
@@ -72,15 +63,17 @@ from pipeline.segments import (  # noqa: E402
     input_segments,
     prepare_work_dir,
     resolve_download_cache,
+    segment_progress,
     segment_sources,
     snapshot_segments,
     work_fingerprint,
 )
-from pipeline.snapshot import paths_url, select_segments, wet_paths  # noqa: E402
+from pipeline.snapshot import select_segments, wet_paths  # noqa: E402
 from pipeline.stats import COUNTER_HELP, counters_from_result, format_summary, partitions, read_file_reports  # noqa: E402
 from pipeline.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
+PROGRESS_EVERY_S = float(os.environ.get("CC100_PROGRESS_EVERY_S", "30"))  # log lines, not a tty
 TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging dir; moved into stats.json
 
 
@@ -94,7 +87,7 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
     fetch = None
     if config.snapshot:
         fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
-                              config.max_attempts, config.download_backoff)
+                              config.retry_policy())
     docs = p | "ReadSegments" >> ReadSegments(
         segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT))
     docs = docs | "DedupParagraphs" >> DedupParagraphs(
@@ -121,12 +114,13 @@ def resolve_segments(config: CorpusConfig, work_dir: str, files: list[str]) -> l
     except DownloadError as e:
         raise CorpusIOError(
             f"--snapshot {config.snapshot}: cannot download the segment list "
-            f"{paths_url(config.snapshot, config.cc_base_url)}: {e.reason} "
+            f"{e.url}: {e.reason} "
             f"(after {e.attempts} attempt{'s' if e.attempts != 1 else ''})") from None
     except ValueError as e:
         raise CorpusIOError(f"--snapshot {config.snapshot}: {e}") from None
     try:
-        return snapshot_segments(select_segments(listing, config.segments))
+        return snapshot_segments(select_segments(listing, config.segments,
+                                                 allow_invalid=config.allow_failed_segments))
     except ValueError as e:
         raise CorpusIOError(str(e)) from None
 
@@ -136,14 +130,7 @@ def n_dedup_groups(n_files: int, group_size: int | None) -> int:
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    for name in ("cc100", "pipeline.download", "pipeline.snapshot"):  # ours: progress and retries
-        ours = logging.getLogger(name)
-        ours.handlers[:] = [handler]
-        ours.setLevel(logging.INFO)
-        ours.propagate = False
-    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    logs.setup(verbose)
     # Worker processes print their own log lines; the runner's copy of each is a duplicate.
     relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
     relay.setLevel(logging.NOTSET if verbose else logging.ERROR)
@@ -169,7 +156,7 @@ def _inputs(config: CorpusConfig, segments: list[Segment]) -> dict:
     names = [s.name for s in segments]
     if config.snapshot:
         return {"snapshot": config.snapshot, "segments": config.segments,
-                "cc_base_url": config.cc_base_url, "files": names}
+                "cc_base_url": redact_url(config.cc_base_url), "files": names}
     return {"patterns": config.inputs, "files": names}
 
 
@@ -209,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = config.runner or LOCAL_RUNNER
     groups = n_dedup_groups(len(segments), config.dedup_group_size)
-    source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {config.cc_base_url}"
+    source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {redact_url(config.cc_base_url)}"
               if config.snapshot else f"{len(segments)} input files")
     LOG.info("%s, dedup %s over %d group(s), runner %s, staging %s",
              source, config.dedup, groups, runner, staging)
@@ -228,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         prepare_worker_package(options)
         p = beam.Pipeline(runner=make_runner(config, options), options=options)
         build_pipeline(p, config, segments, staging, work_dir)
-        result = p.run()
-        result.wait_until_finish()
+        with segment_progress(work_dir, segments, LOG.info, every=PROGRESS_EVERY_S):
+            result = p.run()
+            result.wait_until_finish()
         counters = counters_from_result(result)
         reports = read_file_reports(_read_text(FileSystems.join(staging, FILES_REPORT)))
         failed = failed_segments(reports)

@@ -28,7 +28,6 @@ import base64
 import html
 import io
 import json
-import logging
 import math
 import os
 import re
@@ -75,13 +74,6 @@ BUCKET_COLORS = {"head": "#2b8a3e", "middle": "#e8a33d", "tail": "#c92a2a", "all
 
 class ReportError(Exception):
     """Bad input for the report: the message names the file or argument."""
-
-
-class _DropImportNoise(logging.Filter):
-    """Beam logs a warning at import time when the optional GCP client (apitools) is absent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("apitools not found")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -156,7 +148,6 @@ def read_parquet_columns(files: list[Path]) -> dict[str, list]:
 
 def read_cutoff_file(path: Path) -> dict[str, tuple[float, float]]:
     """{lang: (head, tail)} from a cc_net cutoff CSV (pipeline.buckets parses it)."""
-    logging.getLogger().addFilter(_DropImportNoise())
     from pipeline.buckets import head_tail, parse_cutoffs
     from pipeline.tools import ModelFileError
 

@@ -27,16 +27,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def usage() -> str:
-    lines = ["usage: cc100 <command> [options]   (cc100 <command> --help for its options)", ""]
+    lines = ["usage: cc100 <command> [options]   (cc100 <command> --help for its options)",
+             "       cc100 --version", ""]
     for name, (_, help_text) in COMMANDS.items():
         lines.append(f"  {name:<10} {help_text}")
     return "\n".join(lines)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("cc100")
+    except PackageNotFoundError:  # a source checkout that was never pip-installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if argv[0] in ("-V", "--version", "version"):
+        print(f"cc100 {version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

@@ -273,23 +273,38 @@ def validation_sets(manifest: Manifest, *, max_len: int, max_seqs: int, seed: in
     return out
 
 
+PINNED_KEYS = ("input_ids", "labels")
+
+
+def pin_arrays(batch: dict) -> dict:
+    """The batch's token arrays as tensors in page-locked host memory: only from there is a
+    `.to("cuda", non_blocking=True)` copy asynchronous (from pageable memory it is synchronous)."""
+    import torch
+
+    return {k: torch.from_numpy(v).pin_memory() if k in PINNED_KEYS else v for k, v in batch.items()}
+
+
 class Prefetcher:
-    """Draws the next batch on a background thread while the device works on the current one.
+    """Draws the next batch on a background thread while the device works on the current one
+    (and, with `pin_memory`, copies it into page-locked memory there, off the training thread).
 
     `state_dict()` is the cursor after the last batch *handed out*, not after the one being
     prefetched, so a checkpoint taken between steps resumes exactly.
     """
 
-    def __init__(self, stream: MLMStream):
+    def __init__(self, stream: MLMStream, pin_memory: bool = False):
         from concurrent.futures import ThreadPoolExecutor
 
         self.stream = stream
+        self.pin_memory = pin_memory
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlm-prefetch")
         self._state = stream.state_dict()
         self._pending = self._pool.submit(self._draw)
 
     def _draw(self) -> tuple[dict, dict]:
         batch = self.stream.next_batch()
+        if self.pin_memory:
+            batch = pin_arrays(batch)
         return batch, self.stream.state_dict()
 
     def next_batch(self) -> dict:

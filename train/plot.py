@@ -1,7 +1,7 @@
 """RUN_DIR/log.jsonl -> PNG: training and per-language validation loss, MLM accuracy, LR, tokens/s,
 and, for runs with `--eval-tatoeba`, the Tatoeba retrieval accuracy beside the loss.
 
-    python -m train.plot RUN_DIR/log.jsonl [more runs' log.jsonl ...] [--output curves.png]
+    cc100 plot RUN_DIR/log.jsonl [more runs' log.jsonl ...] [--output curves.png]
 
 Several logs are drawn on the same axes (one colour per run) to compare runs.
 """
@@ -95,7 +95,7 @@ def plot_tatoeba(ax, recs: list[dict], colour, label: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.plot", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="cc100 plot", description=__doc__.split("\n\n")[0])
     p.add_argument("logs", nargs="+", type=Path, help="log.jsonl files (or RUN_DIRs)")
     p.add_argument("--output", type=Path, help="PNG to write (default: beside the first log, curves.png)")
     a = p.parse_args(argv)
@@ -103,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in a.logs:
         path = path / "log.jsonl" if path.is_dir() else path
         if not path.is_file():
-            print(f"train.plot: error: {path}: no such log", file=sys.stderr)
+            print(f"cc100 plot: error: {path}: no such log", file=sys.stderr)
             return 2
         recs = read_log(path)
         if not recs:
-            print(f"train.plot: error: {path}: no log records", file=sys.stderr)
+            print(f"cc100 plot: error: {path}: no log records", file=sys.stderr)
             return 2
         logs[str(path.parent.name or path)] = recs
     first = a.logs[0]

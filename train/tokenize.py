@@ -1,7 +1,7 @@
 """`cc100 tokenize`: Parquet corpus -> per-language token shards (format in train/shards.py).
 
-    cc100 tokenize --corpus OUTPUT --vocab VOCAB_DIR --output SHARDS [--buckets head middle]
-                   [--languages en fr] [--workers N] [--valid-fraction 0.01]
+    cc100 tokenize --corpus OUTPUT --vocab VOCAB_DIR --output SHARDS [--buckets head,middle]
+                   [--langs en,fr] [--workers N] [--valid-fraction 0.01]
 
 Why a multiprocessing pool and not Beam: the work is a pure per-file map whose output must be one
 flat, ordered token file per input file, and the cost is all inside SentencePiece's C++ encoder.
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cliflags import add_deprecated_alias, add_list
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
                           file_sha256, write_json_atomic)
 
@@ -260,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", required=True, type=Path, help="corpus OUTPUT dir ({lang}/{bucket}/*.parquet)")
     p.add_argument("--vocab", required=True, type=Path, help="VOCAB_DIR with sentencepiece.bpe.model")
     p.add_argument("--output", required=True, type=Path, help="SHARDS dir to write")
-    p.add_argument("--buckets", nargs="+", help="perplexity buckets to keep (default: all found)")
-    p.add_argument("--languages", nargs="+", help="languages to keep (default: all found)")
+    add_list(p, "--buckets", metavar="B,B", help="perplexity buckets to keep (default: all found)")
+    add_list(p, "--langs", metavar="en,fr,...", help="languages to keep (default: all found)")
+    add_deprecated_alias(p, "--languages", "--langs")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: cores)")
     p.add_argument("--valid-fraction", type=float, default=0.01,
                    help="share of documents held out for validation (default 0.01)")
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--workers must be >= 1, got {args.workers}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    return run(args.corpus, args.vocab, args.output, buckets=args.buckets, languages=args.languages,
+    return run(args.corpus, args.vocab, args.output, buckets=args.buckets, languages=args.langs,
                workers=args.workers, valid_fraction=args.valid_fraction, batch_size=args.batch_size)
 
 

@@ -174,7 +174,8 @@ class Trainer:
         self.model = model
         # on GPU the next batch is drawn on a thread while the device computes; on CPU the
         # thread would only compete with the model for the cores
-        self.batches = Prefetcher(self.data) if self.device.type == "cuda" else self.data
+        self.batches = (Prefetcher(self.data, pin_memory=True) if self.device.type == "cuda"
+                        else self.data)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                          else nullcontext())
         self.flops_per_token = flops_per_token(self.model_config, dcfg.max_len, dcfg.mask_prob)
@@ -259,8 +260,9 @@ class Trainer:
     def train_step(self) -> dict:
         cfg = self.cfg
         batch = self.batches.next_batch()
-        x = torch.from_numpy(batch["input_ids"]).to(self.device, non_blocking=True)
-        y = torch.from_numpy(batch["labels"]).to(self.device, non_blocking=True)
+        # numpy arrays, or pinned tensors from the Prefetcher (then the copies are asynchronous)
+        x = torch.as_tensor(batch["input_ids"]).to(self.device, non_blocking=True)
+        y = torch.as_tensor(batch["labels"]).to(self.device, non_blocking=True)
         torch.manual_seed(step_seed(cfg.data.seed, self.step, self.rank))
         n_global = self._all_reduce((y != IGNORE_INDEX).sum().to(torch.float64)).item()
         chunks = np.array_split(np.arange(len(x)), self.accum)

@@ -22,16 +22,20 @@ import json
 import os
 import re
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 import zlib
 from collections.abc import Iterator, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.cliflags import add_list
+from pipeline.progress import Progress
 from train.corpus_reader import (
     BUCKETS,
     CorpusError,
@@ -49,7 +53,7 @@ CONFIG_NAME = "vocab_config.json"
 # SentencePiece skips longer input lines (bytes); we cut them at a character boundary instead.
 MAX_SENTENCE_BYTES = 4192
 SHARE_UNITS = ("lines", "chars")
-PROGRESS_EVERY = 1_000_000  # lines drawn between progress lines
+PROGRESS_EVERY_S = 30.0  # seconds between progress lines when the output is not a terminal
 _HYPERGEOMETRIC_LIMIT = 10**9  # numpy's bound on ngood / nbad
 
 
@@ -246,26 +250,63 @@ def draw_language(data: LanguageData, k: int, seed: int, stats: DrawStats) -> It
             stats.nlines_mismatch += 1
 
 
+class DistinctLines:
+    """The first copy of each line of the sample, kept while they are few (a small corpus drawn
+    with many repeats, e.g. the shared samples with the default 2M sentences). SentencePiece's
+    seed pieces of this short text bound those of the whole sample: a substring seen once here
+    repeats only inside copies of its line, which makes it a seed only if the line is one word
+    (counted in `one_word`). So `precheck_vocab_size` can refuse a --vocab-size in seconds,
+    before SentencePiece reads and indexes the whole sample."""
+
+    def __init__(self, path: Path, limit: int):
+        self.path, self.limit = path, limit
+        self.seen: set[int] = set()
+        self.one_word = 0
+        self.too_many = False
+        self._out = open(path, "w", encoding="utf-8", newline="\n")
+
+    def add(self, line: str) -> None:
+        if self.too_many:
+            return
+        key = hash(line)
+        if key in self.seen:
+            return
+        if len(self.seen) >= self.limit:  # not a repetitive sample: the check would not be quick
+            self.too_many = True
+            self._out.close()
+            return
+        self.seen.add(key)
+        self.one_word += len(line.split()) == 1
+        self._out.write(line + "\n")
+
+    def close(self) -> None:
+        self._out.close()
+
+
 def write_sample(
-    data: dict[str, LanguageData], plan: dict[str, dict], seed: int, path: Path, log
+    data: dict[str, LanguageData], plan: dict[str, dict], seed: int, path: Path, log,
+    distinct: DistinctLines | None = None,
 ) -> dict[str, DrawStats]:
-    """Draw every language's lines into one text file (one sentence per line)."""
+    """Draw every language's lines into one text file (one sentence per line); `distinct` gets
+    each line too."""
     stats = {}
+    total = sum(row["sentences"] for row in plan.values())
+    progress = Progress(total, "lines", log=lambda line: log(f"[vocab] drawing: {line}"),
+                        every=PROGRESS_EVERY_S)
+    before = 0  # lines planned for the languages already drawn
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         for lang, row in plan.items():
-            t0 = time.perf_counter()
             st = stats[lang] = DrawStats()
             for n, line in enumerate(draw_language(data[lang], row["sentences"], seed, st), 1):
                 out.write(line)
                 out.write("\n")
-                if n % PROGRESS_EVERY == 0:
-                    log(f"  {lang}: {n:,} of {row['sentences']:,} lines drawn ...")
-            if row["sentences"]:
-                log(
-                    f"  {lang}: {st.written:,} lines from {data[lang].lines:,} "
-                    f"({st.row_groups_read} row groups read, {st.row_groups_skipped} skipped) "
-                    f"in {time.perf_counter() - t0:.1f}s"
-                )
+                if distinct is not None:
+                    distinct.add(line)
+                if n % 10_000 == 0:
+                    progress.update(before + n)
+            before += row["sentences"]
+            progress.update(before)
+    progress.close()
     return stats
 
 
@@ -273,65 +314,182 @@ def write_sample(
 
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 _TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+META_PIECES = 3 + 256  # <unk> <s> </s> and the byte-fallback pieces, on top of the learnt ones
+SPM_LOG = "sentencepiece.log"  # SentencePiece's full log, next to the model
+_CHILD_ERROR = "cc100-spm-error: "
+_REPO = str(Path(__file__).resolve().parents[1])
 
 
-def train_sentencepiece(sample: Path, cfg: VocabConfig) -> bytes:
-    """Train the unigram model on the sample; return the serialized model.
+class SentencePieceLog:
+    """Condenses SentencePiece's log (hundreds of lines) into a few, and decides as early as
+    its numbers allow that --vocab-size cannot be reached: the pieces only shrink from the seed
+    pieces through every EM pass, and the final vocabulary adds at most the alphabet and the
+    META_PIECES to them. So a size above that bound fails before the long EM rounds."""
 
-    Errors SentencePiece reports about the vocabulary size become a VocabError saying what
-    size would work.
-    """
+    def __init__(self, cfg: VocabConfig, log, clock=time.perf_counter, extra_pieces: int = 0):
+        self.cfg, self.log, self.clock, self.t0 = cfg, log, clock, clock()
+        self.extra_pieces = extra_pieces  # pieces the bound allows beyond the seed pieces
+        self.lines: list[str] = []
+        self.numbers: dict[str, int] = {}
+        self.error = ""
+        self.rounds = 0
+
+    def _say(self, text: str) -> None:
+        if not self.cfg.quiet:
+            self.log(f"[vocab] SentencePiece {text} ({self.clock() - self.t0:.0f}s)")
+
+    def bound(self) -> int:
+        """The largest vocabulary the log has shown so far to be possible."""
+        return self._bound(self.numbers.get("pieces", self.numbers.get("seeds", 0)))
+
+    def _bound(self, pieces: int) -> int:
+        return pieces + self.numbers.get("alphabet", 0) + META_PIECES + self.extra_pieces
+
+    def feed(self, line: str) -> str | None:
+        """One log line; returns a VocabError message when --vocab-size cannot be reached."""
+        line = line.rstrip("\n")
+        self.lines.append(line)
+        if line.startswith(_CHILD_ERROR):
+            self.error = line[len(_CHILD_ERROR):]
+            return None
+        for key, pattern in (("chars", r"all chars count=(\d+)"), ("alphabet", r"Alphabet size=(\d+)"),
+                             ("sentences", r"Done! preprocessed (\d+) sentences")):
+            if m := re.search(pattern, line):
+                self.numbers[key] = int(m.group(1))
+                if key == "sentences":
+                    self._say(f"read {self.numbers['sentences']:,} sentences, "
+                              f"{self.numbers.get('chars', 0):,} characters, alphabet "
+                              f"{self.numbers.get('alphabet', 0):,}")
+                return None
+        pieces = None
+        if m := re.search(r"Initialized (\d+) seed sentencepieces", line):
+            pieces = self.numbers["seeds"] = int(m.group(1))
+            self._say(f"{pieces:,} seed pieces; EM rounds until {self.cfg.vocab_size:,} remain "
+                      "(the long part)")
+        elif m := re.search(r"EM sub_iter=(\d+) size=(\d+) obj=([\d.]+)", line):
+            pieces = self.numbers["pieces"] = int(m.group(2))
+            if m.group(1) == "1":  # the end of a round, before it prunes
+                self.rounds += 1
+                self._say(f"EM round {self.rounds}: {pieces:,} pieces, objective {m.group(3)}")
+        if (pieces is not None and not self.cfg.allow_smaller_vocab
+                and self.cfg.vocab_size > self._bound(pieces)):
+            return (f"--vocab-size {self.cfg.vocab_size} is too large for this sample: SentencePiece "
+                    f"can build at most {self._bound(pieces)} pieces from it (its "
+                    f"{'seed pieces' if 'EM' not in line else 'pieces after an EM pass'}: "
+                    f"{pieces:,}, plus the alphabet, {META_PIECES} special and byte pieces"
+                    f"{f' and {self.extra_pieces:,} one-word lines' if self.extra_pieces else ''}). Use "
+                    "a smaller --vocab-size, more text (--sentences, more corpus), or "
+                    "--allow-smaller-vocab")
+        return None
+
+
+def _trainer_options(cfg: VocabConfig) -> dict:
+    return dict(
+        model_type="unigram",
+        vocab_size=cfg.vocab_size,
+        character_coverage=cfg.character_coverage,
+        byte_fallback=True,
+        # XLM-R's sentencepiece.bpe.model layout; fairseq specials are added on top.
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        num_threads=cfg.threads,
+        input_sentence_size=0,  # the sample is already the budget: use all of it
+        max_sentence_length=MAX_SENTENCE_BYTES,
+        hard_vocab_limit=not cfg.allow_smaller_vocab,
+        minloglevel=0,  # the parent condenses the log; it needs the numbers in it
+    )
+
+
+def _train_child() -> None:
+    """The trainer process: {seed, sample, model, options} as JSON on stdin; the model is written
+    to `model`; a SentencePiece error is printed as one `_CHILD_ERROR` line (exit 3)."""
     import sentencepiece as spm
 
-    spm.set_random_generator_seed(cfg.seed)
+    job = json.loads(sys.stdin.read())
+    spm.set_random_generator_seed(job["seed"])
     model = io.BytesIO()
-    with open(sample, encoding="utf-8", newline="\n") as f:
+    with open(job["sample"], encoding="utf-8", newline="\n") as f:
         # An iterator (not input=path) keeps the temp path out of the model: same seed, same bytes.
         sentences = (line[:-1] if line.endswith("\n") else line for line in f)
         try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=sentences,
-                model_writer=model,
-                model_type="unigram",
-                vocab_size=cfg.vocab_size,
-                character_coverage=cfg.character_coverage,
-                byte_fallback=True,
-                # XLM-R's sentencepiece.bpe.model layout; fairseq specials are added on top.
-                unk_id=0,
-                bos_id=1,
-                eos_id=2,
-                pad_id=-1,
-                num_threads=cfg.threads,
-                input_sentence_size=0,  # the sample is already the budget: use all of it
-                max_sentence_length=MAX_SENTENCE_BYTES,
-                hard_vocab_limit=not cfg.allow_smaller_vocab,
-                minloglevel=2 if cfg.quiet else 0,
-            )
+            spm.SentencePieceTrainer.train(sentence_iterator=sentences, model_writer=model,
+                                           **job["options"])
         except RuntimeError as e:
-            msg = str(e)
-            if m := _TOO_HIGH.search(msg):
-                raise VocabError(
-                    f"--vocab-size {m.group(1)} is too large for this sample: SentencePiece can "
-                    f"build at most {m.group(2)} pieces from it. Use --vocab-size {m.group(2)} or "
-                    f"less, more text (--sentences, more corpus), or --allow-smaller-vocab"
-                ) from None
-            if m := _TOO_SMALL.search(msg):
-                raise VocabError(
-                    f"--vocab-size {m.group(1)} is too small: the sample's characters at "
-                    f"character_coverage {cfg.character_coverage} plus the 3 special and 256 byte "
-                    f"pieces need at least {m.group(2)}"
-                ) from None
-            raise VocabError(f"SentencePiece training failed: {msg.splitlines()[0]}") from None
-    return model.getvalue()
+            print(_CHILD_ERROR + " ".join(str(e).split()), file=sys.stderr, flush=True)
+            sys.exit(3)
+    Path(job["model"]).write_bytes(model.getvalue())
+
+
+def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print,
+                        log_lines: list[str] | None = None, watch: SentencePieceLog | None = None,
+                        stop_at_seeds: bool = False) -> bytes:
+    """Train the unigram model on the sample; return the serialized model. SentencePiece's whole
+    log is appended to `log_lines` when given. With `stop_at_seeds`, stop once the seed pieces
+    are counted (and `--vocab-size` found within reach): returns b"".
+
+    The trainer runs in a child process, so that its log can be condensed while it runs and the
+    run stopped as soon as the log shows --vocab-size cannot be reached (SentencePiece itself
+    says so only at the very end). Errors about the vocabulary size become a VocabError saying
+    what size would work.
+    """
+    watch = watch or SentencePieceLog(cfg, log)
+    if log_lines is not None:
+        watch.lines = log_lines
+    model_path = sample.with_name("model.bin")
+    job = {"seed": cfg.seed, "sample": str(sample), "model": str(model_path),
+           "options": _trainer_options(cfg)}
+    code = f"import sys; sys.path.insert(0, {_REPO!r}); from train.vocab import _train_child; _train_child()"
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             encoding="utf-8", errors="replace")
+    try:
+        child.stdin.write(json.dumps(job))
+        child.stdin.close()
+        for line in child.stderr:
+            if message := watch.feed(line):
+                raise VocabError(message)
+            if stop_at_seeds and "seeds" in watch.numbers:
+                return b""
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stderr.close()
+    if child.returncode != 0:
+        msg = watch.error or (watch.lines[-1] if watch.lines else f"exit status {child.returncode}")
+        if m := _TOO_HIGH.search(msg):
+            raise VocabError(
+                f"--vocab-size {m.group(1)} is too large for this sample: SentencePiece can "
+                f"build at most {m.group(2)} pieces from it. Use --vocab-size {m.group(2)} or "
+                f"less, more text (--sentences, more corpus), or --allow-smaller-vocab"
+            )
+        if m := _TOO_SMALL.search(msg):
+            raise VocabError(
+                f"--vocab-size {m.group(1)} is too small: the sample's characters at "
+                f"character_coverage {cfg.character_coverage} plus the 3 special and 256 byte "
+                f"pieces need at least {m.group(2)}"
+            )
+        raise VocabError(f"SentencePiece training failed: {msg}")
+    return model_path.read_bytes()
+
+
+def precheck_vocab_size(distinct: DistinctLines, cfg: VocabConfig, log) -> None:
+    """VocabError in seconds when the sample's distinct lines show --vocab-size cannot be reached
+    (see DistinctLines); nothing when the sample is not repetitive or allows smaller."""
+    distinct.close()
+    if distinct.too_many or not distinct.seen or cfg.allow_smaller_vocab:
+        return
+    t0 = time.perf_counter()
+    quiet = dataclasses.replace(cfg, quiet=True, threads=min(cfg.threads, 2))
+    watch = SentencePieceLog(quiet, log, extra_pieces=distinct.one_word)
+    train_sentencepiece(distinct.path, quiet, log, watch=watch, stop_at_seeds=True)
+    log(f"[vocab] --vocab-size {cfg.vocab_size:,} is within reach: the {len(distinct.seen):,} "
+        f"distinct lines allow at most {watch.bound():,} pieces ({time.perf_counter() - t0:.0f}s)")
 
 
 # -- CLI ------------------------------------------------------------------------------------
-
-
-def _split_list(values: Sequence[str] | None) -> tuple[str, ...] | None:
-    if values is None:
-        return None
-    return tuple(x for v in values for x in v.replace(",", " ").split())
 
 
 def parse_args(argv: list[str] | None) -> VocabConfig:
@@ -375,13 +533,14 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         metavar="N",
         help="paragraph lines to draw in all (default: %(default)s)",
     )
-    add(
+    add_list(
+        p,
         "--buckets",
         default="head,middle",
         metavar="B,B",
-        help="perplexity buckets to read; `all` is always read (default: %(default)s)",
+        help="perplexity buckets to read; `all` is always read (default: head,middle)",
     )
-    add("--langs", nargs="+", metavar="LANG", help="languages to use (default: all in the corpus)")
+    add_list(p, "--langs", metavar="en,fr,...", help="languages to use (default: all in the corpus)")
     add(
         "--seed",
         type=int,
@@ -414,7 +573,8 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         action="store_true",
         help="hard_vocab_limit=false: accept fewer pieces if the text cannot support --vocab-size",
     )
-    add("--quiet", action="store_true", help="hide SentencePiece's own log")
+    add("--quiet", action="store_true",
+        help=f"hide SentencePiece's progress lines (its full log is always in VOCAB_DIR/{SPM_LOG})")
     a = p.parse_args(argv)
     return VocabConfig(
         corpus=a.corpus,
@@ -422,8 +582,8 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         vocab_size=a.vocab_size,
         alpha=a.alpha,
         sentences=a.sentences,
-        buckets=_split_list([a.buckets]),
-        langs=_split_list(a.langs),
+        buckets=a.buckets,
+        langs=a.langs,
         seed=a.seed,
         threads=a.threads,
         character_coverage=a.character_coverage,
@@ -447,7 +607,9 @@ def format_table(plan: dict[str, dict], stats: dict[str, DrawStats] | None = Non
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """The larger of this process's and the SentencePiece trainer's peak RSS."""
+    rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return rss / 1024  # Linux: KiB
 
 
 def run(cfg: VocabConfig, log=print) -> dict:
@@ -468,19 +630,22 @@ def run(cfg: VocabConfig, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="cc100-vocab-") as tmp:
         sample = Path(tmp) / "sample.txt"
         t0 = time.perf_counter()
-        stats = write_sample(data, plan, cfg.seed, sample, log)
+        distinct = DistinctLines(Path(tmp) / "distinct.txt", limit=max(1, cfg.sentences // 4))
+        stats = write_sample(data, plan, cfg.seed, sample, log, distinct)
         t_sample = time.perf_counter() - t0
         written = sum(s.written for s in stats.values())
         if written == 0:
             raise VocabError(f"--corpus {cfg.corpus}: the drawn lines are all blank")
         mib = sample.stat().st_size / 2**20
         log(f"[vocab] sample: {written:,} lines, {mib:,.1f} MiB in {t_sample:.1f}s")
+        precheck_vocab_size(distinct, cfg, log)
         log(
             f"[vocab] training SentencePiece unigram, {cfg.vocab_size:,} pieces, "
             f"{cfg.threads} threads (this is the long part)"
         )
         t0 = time.perf_counter()
-        model = train_sentencepiece(sample, cfg)
+        spm_log: list[str] = []
+        model = train_sentencepiece(sample, cfg, log, spm_log)
         t_train = time.perf_counter() - t0
 
     cfg.output.mkdir(parents=True, exist_ok=True)
@@ -498,6 +663,7 @@ def run(cfg: VocabConfig, log=print) -> dict:
         for lang, r in plan.items()
     }
     (cfg.output / SAMPLING_NAME).write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    (cfg.output / SPM_LOG).write_text("\n".join(spm_log) + "\n", encoding="utf-8")
 
     tok = XLMRTokenizer(model_path)
     summary = {
@@ -536,7 +702,7 @@ def run(cfg: VocabConfig, log=print) -> dict:
         )
     log(
         f"[vocab] wrote {model_path} ({tok.num_pieces:,} pieces -> {tok.vocab_size:,} XLM-R ids, "
-        f"<mask>={tok.mask_id}), {SAMPLING_NAME}, {CONFIG_NAME}"
+        f"<mask>={tok.mask_id}), {SAMPLING_NAME}, {CONFIG_NAME}, {SPM_LOG}"
     )
     log(
         f"[vocab] {written:,} sentences; sampling {t_sample:.1f}s, training {t_train:.1f}s, "

@@ -93,9 +93,10 @@ def test_stage_arguments_follow_the_cli_contracts(tmp_path):
     assert "--lm-dir" not in st.corpus_args(c, "o", None)
 
     vocab = st.vocab_args(c, lay.corpus, lay.vocab)
-    assert vocab[vocab.index("--langs"):][:3] == ["--langs", "en", "fr"]  # nargs="+"
+    assert vocab[vocab.index("--langs"):][:2] == ["--langs", "en,fr"]
     assert ["--sentences", "500"] == vocab[vocab.index("--sentences"):][:2] and vocab[-1] == "--quiet"
-    assert "--languages" in st.tokenize_args(c, lay.corpus, lay.vocab, lay.shards)
+    tok = st.tokenize_args(c, lay.corpus, lay.vocab, lay.shards)
+    assert tok[tok.index("--langs"):][:2] == ["--langs", "en,fr"]
     pre = st.pretrain_args(c, lay.shards, lay.vocab, lay.run)
     assert pre[pre.index("--config") + 1] == "tiny" and pre[pre.index("--steps") + 1] == "20"
     assert pre[-4:] == ["--device", "cpu", "--lr", "1e-3"]
@@ -343,6 +344,70 @@ def test_dagbag_imports_without_google_beam_or_torch(tmp_path):
         "pretrain": ["tokenize", "vocab"], "export": ["pretrain", "vocab"], "evaluate": ["export"]}
     snapshot = result["dags"]["cc100_snapshot"]["upstream"]
     assert snapshot["corpus_range"] == ["lm", "plan"] and snapshot["merge"] == ["corpus_range"]
+
+
+# What the Airflow 3 UI's trigger form does with the params (airflow/ui, FlexibleForm): a param
+# whose schema has a type without "null" is required, and an empty required field (null, or ""
+# for a string) disables the Trigger button. The API then validates the conf it sends (every
+# param, untouched ones with their defaults) with ParamsDict.validate() -- as below.
+_UI_CHECK = textwrap.dedent("""
+    import copy, json, sys
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=sys.argv[1])
+    out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
+    for dag_id, dag in bag.dags.items():
+        form, blocked = {}, []
+        for name in dag.params:
+            param = dag.params.get_param(name)
+            kind = param.schema.get("type")
+            required = bool(kind) and not (isinstance(kind, list) and "null" in kind)
+            value = param.value if param.has_value else None
+            if required and value in (None, ""):
+                blocked.append(name)
+            form[name] = value
+        def validates(conf):
+            params = copy.deepcopy(dag.params)
+            try:
+                params.update({**form, **conf})
+                params.validate()
+                return "ok"
+            except Exception as e:
+                return str(e)
+        inputs = json.loads(sys.argv[2])[dag_id]
+        out["dags"][dag_id] = {
+            "blocked": blocked, "defaults_plus_inputs": validates(inputs),
+            "without_inputs": validates({}),
+            "undocumented_tasks": sorted(t.task_id for t in dag.tasks if not t.doc_md)}
+    print("RESULT" + json.dumps(out))
+""")
+
+
+@needs_airflow
+def test_trigger_form_needs_only_the_inputs_a_user_must_give(tmp_path):
+    inputs = {"cc100_pipeline": {"work_dir": "/w", "input_glob": "/data/*.warc.wet.gz"},
+              "cc100_snapshot": {"work_dir": "/w"}}
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env.pop("CC100_WORK_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", _UI_CHECK, str(DAGS), json.dumps(inputs)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert result["errors"] == {}
+    for dag_id in inputs:
+        found = result["dags"][dag_id]
+        assert found["blocked"] == ["work_dir"], found  # the one field the form asks for
+        assert found["defaults_plus_inputs"] == "ok"
+        assert "work_dir" in found["without_inputs"]
+        assert found["undocumented_tasks"] == []
+
+
+@needs_airflow
+def test_exclusive_sources_fail_the_first_task_with_one_line(airflow_home, tmp_path, fake):
+    env, calls = fake
+    conf = pipeline_conf(tmp_path, snapshot="CC-MAIN-2019-30")  # and input_glob
+    out = check(dags_test(airflow_home, "cc100_pipeline", conf, **env), ok=False)
+    assert "invalid params: give exactly one corpus source: input_glob, snapshot" in out
+    assert calls() == []  # the lm task failed before running anything, and was not retried
 
 
 FAKE_CC100 = """\

@@ -4,8 +4,10 @@
 crawl-data/{snapshot}/wet.paths.gz and the WET files) on a random port. Each path has a
 programmable fault plan: `plan(path, *faults)` queues one-shot faults used by the next requests
 in order, `always(path, fault)` applies to every request. Every request is recorded
-(`requests`, `requests_for(path)`) with its Range header, status and body bytes sent, so tests can
-assert that a resume used Range or that a finished file was not fetched again.
+(`requests`, `requests_for(path)`) with its method, Range header, status and body bytes sent, so
+tests can assert that a resume used Range or that a finished file was not fetched again. HEAD is
+answered like GET without a body (faults apply to it too). Every loop that sends or waits is
+bounded (by the body, a byte cap or a time limit) and stops when the client hangs up.
 
     with CCServer(tmp_path) as server:
         server.plan("crawl-data/X/a.wet.gz", throttle(retry_after="7"), reset(after=65536))
@@ -33,11 +35,15 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Fault:
     kind: str  # status | reset | truncate | stall | slow | ignore_range | bad_content_range | body
+    #            | no_length | chunked | zeros | trickle | pause
     status: int = 0
     retry_after: str | None = None
-    after: int = 0  # body bytes sent before a reset / truncation
+    after: int | None = 0  # body bytes sent before a reset / truncation / cut / pause
     seconds: float = 0.0
     body: bytes | None = None
+    hide_size: bool = False  # no_length: no size anywhere (no HEAD length, Range ignored)
+    length: int | None = None  # zeros: the declared Content-Length (None: none)
+    interval: float = 0.0  # trickle: seconds between sends
 
 
 def throttle(retry_after: str | None = "1") -> Fault:
@@ -90,6 +96,35 @@ def serve_body(body: bytes) -> Fault:
     return Fault("body", body=body)
 
 
+def no_length(after: int | None = None, hide_size: bool = False) -> Fault:
+    """No Content-Length: send `after` body bytes (None: all), then close (a close-delimited
+    body). Range is honoured (206 + Content-Range) unless `hide_size`; with `hide_size` a HEAD
+    and a Range request do not tell the size either."""
+    return Fault("no_length", after=after, hide_size=hide_size)
+
+
+def chunked(after: int | None = None) -> Fault:
+    """Transfer-Encoding: chunked; with `after`, close after that many body bytes without the
+    terminating chunk."""
+    return Fault("chunked", after=after)
+
+
+def zeros(length: int | None, cap: int = 64 << 20) -> Fault:
+    """Declare Content-Length `length` (None: none, close-delimited) and stream zero bytes until
+    the client hangs up, `length` or `cap` bytes are sent."""
+    return Fault("zeros", length=length, after=cap)
+
+
+def trickle(nbytes: int = 1, interval: float = 0.2, seconds: float = 10.0) -> Fault:
+    """Announce the full length, then send `nbytes` every `interval` s for at most `seconds`."""
+    return Fault("trickle", after=nbytes, interval=interval, seconds=seconds)
+
+
+def pause(after: int, seconds: float) -> Fault:
+    """Send `after` body bytes, wait `seconds`, then send the rest."""
+    return Fault("pause", after=after, seconds=seconds)
+
+
 # -- request log ------------------------------------------------------------------------------
 
 
@@ -97,6 +132,7 @@ def serve_body(body: bytes) -> Fault:
 class Request:
     path: str
     range: str | None
+    method: str = "GET"
     status: int = 0
     sent: int = 0  # body bytes written
     fault: str | None = None
@@ -116,10 +152,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # keep pytest output clean
         pass
 
+    def do_HEAD(self):
+        self.do_GET()
+
     def do_GET(self):
         owner = self.server.owner
         rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
-        record = Request(path=rel, range=self.headers.get("Range"), headers=dict(self.headers))
+        record = Request(path=rel, range=self.headers.get("Range"), method=self.command,
+                         headers=dict(self.headers))
         fault = owner._take_fault(rel)
         record.fault = fault.kind if fault else None
         owner._begin(record)
@@ -150,9 +190,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._status(record, 404)
         data = fault.body if kind == "body" else file.read_bytes()
 
+        if kind == "zeros":
+            return self._zeros(owner, record, fault)
         start, status, headers = 0, 200, {}
         wanted = _parse_range(record.range, len(data))
-        if record.range and kind != "ignore_range":
+        hide_size = kind == "no_length" and fault.hide_size
+        if record.range and kind != "ignore_range" and not hide_size:
             if wanted is None:
                 headers["Content-Range"] = f"bytes */{len(data)}"
                 return self._status(record, 416, headers=headers)
@@ -166,11 +209,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._leave()
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
+        if kind not in ("no_length", "chunked"):
+            self.send_header("Content-Length", str(len(data)))
+        if kind == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Accept-Ranges", "bytes")
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if kind == "no_length":
+            self._write(record, data if fault.after is None else data[:fault.after])
+            return None
+        if kind == "chunked":
+            return self._chunked(record, data if fault.after is None else data[:fault.after],
+                                 terminate=fault.after is None)
+        if kind == "trickle":
+            return self._trickle(owner, record, data, fault)
+        if kind == "pause":
+            self._write(record, data[:fault.after])
+            owner._stopping.wait(fault.seconds)
+            self._write(record, data[fault.after:])
+            return None
         if kind in ("reset", "truncate"):
             self._write(record, data[:fault.after])
             if kind == "reset":
@@ -179,6 +238,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return None
         self._write(record, data)
         return None
+
+    def _chunked(self, record: Request, data: bytes, terminate: bool):
+        for i in range(0, len(data), 16384):
+            piece = data[i:i + 16384]
+            self._write(record, f"{len(piece):x}\r\n".encode() + piece + b"\r\n", body=len(piece))
+        if terminate:
+            self._write(record, b"0\r\n\r\n", body=0)
+
+    def _trickle(self, owner: "CCServer", record: Request, data: bytes, fault: Fault):
+        """`fault.after` bytes every `fault.interval` s, for at most `fault.seconds`."""
+        for i in range(0, min(len(data), int(fault.seconds / fault.interval) * fault.after), fault.after):
+            if not self._write(record, data[i:i + fault.after]) or owner._stopping.wait(fault.interval):
+                return
+
+    def _zeros(self, owner: "CCServer", record: Request, fault: Fault):
+        record.status = 200
+        self._leave()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if fault.length is not None:
+            self.send_header("Content-Length", str(fault.length))
+        self.end_headers()
+        limit = min(fault.after, fault.length if fault.length is not None else fault.after)
+        block = bytes(65536)
+        while record.sent < limit and not owner._stopping.is_set():
+            if not self._write(record, block[:limit - record.sent]):
+                return
 
     def _stall(self, owner: "CCServer", seconds: float):
         """Send nothing for `seconds`, or until the client hangs up or the server stops."""
@@ -203,12 +289,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self._write(record, body)
 
-    def _write(self, record: Request, data: bytes):
+    def _write(self, record: Request, data: bytes, body: int | None = None) -> bool:
+        """Send `data` (no body for HEAD); `body` counts body bytes when framing is added.
+        False if the client has gone."""
+        if self.command == "HEAD":
+            return True
         try:
             self.wfile.write(data)
-            record.sent += len(data)
+            self.wfile.flush()
+            record.sent += len(data) if body is None else body
+            return True
         except OSError:  # the client gave up (e.g. its timeout): nothing to do
-            pass
+            return False
 
     def _abort(self):
         """Close with SO_LINGER 0: the peer sees a connection reset, not an orderly end."""

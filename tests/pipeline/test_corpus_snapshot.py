@@ -12,6 +12,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import pickle
+import zlib
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,8 +24,10 @@ from pipeline.io import CorpusIOError
 from pipeline.main import main
 from pipeline.options import parse_args
 from pipeline.schema import Document
+from pipeline.snapshot import cache_root
 from pipeline.segments import (
     SEGMENT_COUNTERS,
+    FetchSettings,
     Segment,
     SpoolWriter,
     check_work_dir,
@@ -37,6 +41,7 @@ from tests.pipeline.ccserver import (
     CCServer,
     build_crawl_tree,
     missing,
+    no_length,
     reset,
     serve_body,
     throttle,
@@ -63,6 +68,10 @@ PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PRO
     (["--snapshot", SNAPSHOT, "--segments", "0", "--max-downloads", "0"], "--max-downloads must be >= 1"),
     (["--snapshot", SNAPSHOT, "--segments", "0", "--max-attempts", "0"], "--max-attempts must be >= 1"),
     (["--snapshot", SNAPSHOT, "--segments", "0", "--cc-base-url", "ftp://mirror/"], "invalid --cc-base-url"),
+    (["--snapshot", SNAPSHOT, "--segments", "0", "--download-deadline", "0"], "--download-deadline must be > 0"),
+    (["--snapshot", SNAPSHOT, "--segments", "0", "--max-retry-after", "-1"], "--max-retry-after must be >= 0"),
+    (["--snapshot", SNAPSHOT, "--segments", "0", "--max-segment-bytes", "1.5G"], "--max-segment-bytes: invalid size '1.5G'"),
+    (["--snapshot", SNAPSHOT, "--segments", "0", "--max-segment-bytes", "0"], "--max-segment-bytes must be >= 1"),
 ])
 def test_bad_snapshot_flags_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -78,6 +87,21 @@ def test_snapshot_flags_reach_the_config():
     assert config.cc_base_url == "http://mirror:8080/cc/" and config.work == "gs://b/out.work"
     assert config.retry_policy().max_attempts == 5 and config.max_downloads == 2
     assert config.allow_failed_segments and config.keep_work
+    policy = config.retry_policy()
+    assert (policy.deadline, policy.retry_after_max, policy.max_bytes) == (3600, 120, 1 << 30)  # defaults
+
+
+def test_download_bounds_reach_the_workers_and_credentials_stay_out_of_the_config():
+    config, _ = parse_args(["--snapshot", SNAPSHOT, "--segments", "0", "--output", "o",
+                            "--cc-base-url", "https://alice:s3cret@mirror/cc/", "--download-deadline", "900",
+                            "--max-retry-after", "30", "--max-segment-bytes", "300MB", "--max-attempts", "3"])
+    policy = config.retry_policy()
+    assert (policy.deadline, policy.retry_after_max, policy.max_bytes, policy.max_attempts) == (
+        900, 30, 300_000_000, 3)
+    fetch = pickle.loads(pickle.dumps(FetchSettings(config.cc_base_url, None, 2, policy)))
+    assert fetch.policy == policy and fetch.base_url == "https://alice:s3cret@mirror/cc/"  # workers fetch with it
+    assert "s3cret" not in json.dumps(config.to_dict())
+    assert config.to_dict()["cc_base_url"] == "https://***@mirror/cc/"
 
 
 def _doc(i: int, segment: str = "seg-a") -> Document:
@@ -191,6 +215,12 @@ def reference(crawl, tmp_path_factory):
     return out
 
 
+def _after_first_member(data: bytes) -> bytes:
+    d = zlib.decompressobj(31)
+    d.decompress(data)
+    return d.unused_data
+
+
 def _assert_same_output(out: Path, reference: Path) -> None:
     parts = sorted(p.relative_to(out) for p in out.glob("*/*/part-*.parquet"))
     assert parts == sorted(p.relative_to(reference) for p in reference.glob("*/*/part-*.parquet"))
@@ -218,7 +248,9 @@ def test_reference_run_downloads_every_segment_into_named_documents(reference, c
 @pytest.mark.slow
 def test_throttling_5xx_resets_and_truncation_are_survived(server, crawl, reference, tmp_path, capsys):
     _, paths = crawl
-    server.plan(paths[0], throttle(retry_after="1"), unavailable(503))
+    body = (crawl[0] / paths[0]).read_bytes()
+    member_end = len(body) - len(_after_first_member(body))  # a cut there is still valid gzip
+    server.plan(paths[0], throttle(retry_after="1"), unavailable(503), no_length(after=member_end))
     server.plan(paths[1], reset(after=100_000), truncate(after=150_000))
     cut = (crawl[0] / paths[2]).read_bytes()[:2000]  # a gzip stream that ends inside a member
     server.plan(paths[2], serve_body(cut))
@@ -228,18 +260,22 @@ def test_throttling_5xx_resets_and_truncation_are_survived(server, crawl, refere
     assert process_slots().limit == 2  # --max-downloads reached the worker's download cap
     _assert_same_output(out, reference)
 
-    assert [r.status for r in server.requests_for(paths[0])] == [429, 503, 200]
+    # no Content-Length and a close at a member boundary: the length is asked for, the rest fetched
+    assert [(r.method, r.status) for r in server.requests_for(paths[0])] == [
+        ("GET", 429), ("GET", 503), ("GET", 200), ("HEAD", 200), ("GET", 206)]
+    assert server.requests_for(paths[0])[-1].range == f"bytes={member_end}-"
     second = server.requests_for(paths[1])
     assert [r.status for r in second] == [200, 206, 206]
     assert second[0].range is None and all(r.range and r.range != "bytes=0-" for r in second[1:])  # Range resume
     assert [(r.status, r.range) for r in server.requests_for(paths[2])] == [(200, None), (200, None)]  # bad gzip: from 0
     stats = json.loads((out / "stats.json").read_text())
     c = stats["counters"]
-    assert (c["download_retries"], c["downloads_resumed"], c["segments_downloaded"]) == (5, 1, 3)
+    assert (c["download_retries"], c["downloads_resumed"], c["segments_downloaded"]) == (6, 2, 3)
     reports = {json.loads(line)["path"]: json.loads(line) for line in (out / "files.jsonl").read_text().splitlines()}
-    assert [reports[p]["download"]["attempts"] for p in paths] == [3, 3, 2]
+    assert [reports[p]["download"]["attempts"] for p in paths] == [4, 3, 2]
     assert "bad gzip" in reports[paths[2]]["download"]["retries"][0]
-    assert "5 retries, 1 resumed with Range" in stdout
+    assert reports[paths[0]]["download"]["retries"][2] == f"truncated body: have {member_end} of {len(body)} bytes (from HEAD)"
+    assert "6 retries, 2 resumed with Range" in stdout
     assert "retry 2/8" in stderr and "Retry-After 1 s" in stderr  # the retries are logged
 
 
@@ -262,7 +298,7 @@ def test_failed_segment_fails_the_run_and_the_rerun_fetches_only_it(server, craw
     # What a kill would also leave behind: a half-written spool and a broken download.
     (work / "segments" / "dead.parquet.tmp-0123456789ab").write_bytes(b"half a parquet file")
     body = (crawl[0] / paths[1]).read_bytes()
-    part = work / "downloads" / (paths[1] + ".part")
+    part = cache_root(work / "downloads", server.base_url) / (paths[1] + ".part")  # an older version's name
     part.parent.mkdir(parents=True, exist_ok=True)
     part.write_bytes(body[:300_000])
 
@@ -325,9 +361,72 @@ def test_listing_is_read_from_the_download_cache(crawl, tmp_path, capsys):
     """A listing in --download-cache (e.g. from `cc100 prefetch`) is used without any request."""
     _, paths = crawl
     cache = tmp_path / "cache"
-    listing = cache / LISTING
+    listing = cache_root(cache, "http://127.0.0.1:9/") / LISTING
     listing.parent.mkdir(parents=True)
     listing.write_bytes(gzip.compress("\n".join(paths).encode()))
     code, _, stderr = _run(["--snapshot", SNAPSHOT, "--segments", "9", "--cc-base-url", "http://127.0.0.1:9/",
                             "--download-cache", str(cache), "--output", str(tmp_path / "o")], capsys)
     assert code == 2 and "segment 9 does not exist, the snapshot lists 3 WET files" in stderr
+
+
+# -- listings, bounds and credentials (#14 §2, #15 §2, §3) ------------------------------------------
+
+OTHER = "CC-MAIN-2019-35"  # a snapshot whose listing each test writes itself
+
+
+def _write_listing(root: Path, lines: list[str]) -> str:
+    listing = f"crawl-data/{OTHER}/wet.paths.gz"
+    (root / listing).parent.mkdir(parents=True, exist_ok=True)
+    (root / listing).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    return listing
+
+
+def test_a_listing_line_naming_another_host_stops_the_run_before_any_download(server, crawl, tmp_path, capsys):
+    root, paths = crawl
+    with CCServer(root) as evil:
+        foreign = evil.url(paths[1])
+        listing = _write_listing(root, [paths[0], foreign, paths[2]])
+        code, _, stderr = _run(["--snapshot", OTHER, "--segments", "all", "--cc-base-url", server.base_url,
+                                "--output", str(tmp_path / "corpus")], capsys)
+        assert evil.requests == []
+    assert code == 2
+    assert stderr.strip().splitlines()[-1] == (
+        f"cc100 corpus: wet.paths.gz line 2 (segment 1) is not a relative Common Crawl path: an absolute "
+        f"URL (segments are fetched only from --cc-base-url): {foreign!r}; nothing was "
+        "downloaded (--allow-failed-segments reports such segments as failed instead)")
+    assert [r.path for r in server.requests] == [listing]  # the listing only, no segment
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_refused_lines_sizes_and_non_warc_bodies_are_failed_segments_and_credentials_never_show(
+        server, crawl, tmp_path, capsys):
+    """--allow-failed-segments: each refused segment is listed with its reason, the others are written;
+    the password in --cc-base-url appears in no output, log line, stats.json or Parquet file."""
+    root, paths = crawl
+    ok, html, large = paths[1], paths[2], paths[0]  # 519 kB; served as gzip-wrapped HTML; 705 kB
+    server.always(html, serve_body(gzip.compress(b"<!DOCTYPE html><p>Access denied</p>")))
+    base = server.base_url.replace("http://", "http://alice:s3cret@")
+    out = tmp_path / "corpus"
+    with CCServer(root) as evil:
+        foreign = evil.url(paths[0])
+        _write_listing(root, [ok, foreign, html, large])
+        code, stdout, stderr = _run(["--snapshot", OTHER, "--segments", "all", "--cc-base-url", base,
+                                     "--output", str(out), "--download-backoff", "0.01", "--max-attempts", "2",
+                                     "--max-segment-bytes", "600KB", "--allow-failed-segments"], capsys)
+        assert evil.requests == []
+    assert code == 0, stderr
+    stats = json.loads((out / "stats.json").read_text())
+    failed = {f["segment"]: f for f in stats["failed_segments"]}
+    assert sorted(failed) == sorted([foreign, html, large])
+    assert failed[foreign]["attempts"] == 0 and "not a relative Common Crawl path: an absolute URL" in failed[foreign]["reason"]
+    assert failed[html]["attempts"] == 2 and failed[html]["reason"].startswith("not a WARC/WET file: it starts with b'<!DOCTYPE html>")
+    assert failed[large]["attempts"] == 1 and failed[large]["reason"].startswith(
+        "Content-Length 704799 bytes exceeds the size limit of 600000 bytes (--max-segment-bytes)")
+    assert len(server.requests_for(large)) == 1  # a refused size is not asked for again
+    rows = [r for p in out.glob("*/*/part-*.parquet") for r in pq.read_table(p).to_pylist()]
+    assert rows and {r["cc_segment"] for r in rows} == {ok}
+    assert all(r.headers.get("Authorization") for r in server.requests)  # the credentials were used
+    assert stats["inputs"]["cc_base_url"].startswith("http://***@")
+    written = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert b"s3cret" not in written and "s3cret" not in stdout + stderr

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import fcntl
 import gzip
+import logging
 import pickle
 import random
 import socket
 import threading
+import time
 import zlib
 
 import pytest
@@ -20,20 +24,28 @@ from pipeline.download import (
     gzip_problem,
     parse_content_range,
     parse_retry_after,
+    parse_size,
+    redact_url,
+    split_credentials,
 )
 from tests.pipeline.ccserver import (
     CCServer,
     bad_content_range,
     build_crawl_tree,
+    chunked,
     ignore_range,
     missing,
+    no_length,
+    pause,
     reset,
     serve_body,
     slow,
     stall,
     throttle,
+    trickle,
     truncate,
     unavailable,
+    zeros,
 )
 
 SNAPSHOT = "CC-MAIN-2019-30"
@@ -50,6 +62,13 @@ class Sleeps(list):
 
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
+
+
+class FakeTime(Sleeps):
+    """Injected sleep and clock: a wait moves the clock instead of taking time."""
+
+    def clock(self) -> float:
+        return sum(self)
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +205,9 @@ def test_gives_up_after_max_attempts_and_keeps_valid_prefix(server, big, tmp_pat
     assert "HTTP 503" in info.value.reason
     assert len(server.requests_for(path)) == 4 and len(sleeps) == 3
     assert not (tmp_path / "a.gz").exists()
-    # the next run (server healthy again) resumes the 30 000 bytes kept in .part
-    assert (tmp_path / "a.gz.part").read_bytes() == data[:30_000]
+    # the next run (server healthy again) resumes the 30 000 bytes kept in the partial file
+    (part,) = tmp_path.glob("a.gz.part-*")
+    assert part.read_bytes() == data[:30_000]
     server.always(path, None)
     server.clear_log()
     result = fetch(server, path, tmp_path / "a.gz")
@@ -369,3 +389,225 @@ def test_policy_validation_names_the_field():
 def test_non_http_url_is_rejected_before_any_attempt(tmp_path):
     with pytest.raises(ValueError, match="not an http"):
         fetch_to_file("gs://bucket/a.gz", tmp_path / "a.gz", sleep=Sleeps())
+
+
+# -- complete means: the stated length was reached (#14 §2) -------------------------------------
+
+
+def _member_ends(data: bytes) -> list[int]:
+    """Byte offsets where the gzip members of `data` end."""
+    ends, pos = [], 0
+    while pos < len(data):
+        d = zlib.decompressobj(31)
+        d.decompress(data[pos:])
+        pos = len(data) - len(d.unused_data)
+        ends.append(pos)
+    return ends
+
+
+def _parts(directory) -> list:
+    return sorted(p.name for p in directory.iterdir() if ".part" in p.name)
+
+
+def test_close_delimited_body_cut_at_a_gzip_member_boundary_is_resumed(server, big, tmp_path):
+    """No Content-Length and the connection closes at a member boundary: valid gzip, 2/3 of the
+    records. The length is asked for (HEAD), the cut is seen, the rest is fetched with Range."""
+    path, data = big
+    cut = [end for end in _member_ends(data) if end < len(data) * 2 // 3][-1]
+    server.plan(path, no_length(after=cut))
+    result = fetch(server, path, tmp_path / "a.gz")
+    assert (tmp_path / "a.gz").read_bytes() == data
+    assert [(r.method, r.range) for r in server.requests_for(path)] == [
+        ("GET", None), ("HEAD", None), ("GET", f"bytes={cut}-")]
+    assert result.retries == [f"truncated body: have {cut} of {len(data)} bytes (from HEAD)"]
+    assert result.resumed and _parts(tmp_path) == []
+
+
+def test_close_delimited_body_is_verified_by_a_range_probe_when_head_says_nothing(server, big, tmp_path):
+    path, data = big
+    server.always(path, no_length())  # no Content-Length anywhere, but Range answers carry the total
+    result = fetch(server, path, tmp_path / "a.gz")
+    assert (tmp_path / "a.gz").read_bytes() == data and result.attempts == 1
+    assert [(r.method, r.range) for r in server.requests_for(path)] == [
+        ("GET", None), ("HEAD", None), ("GET", "bytes=0-0")]
+
+
+def test_close_delimited_body_of_unknowable_length_is_a_failed_download(server, big, tmp_path):
+    path, _ = big
+    server.always(path, no_length(hide_size=True))
+    with pytest.raises(DownloadError) as info:
+        fetch(server, path, tmp_path / "a.gz")
+    assert info.value.attempts == FAST.max_attempts and "unverifiable" in info.value.reason
+    assert not (tmp_path / "a.gz").exists()
+
+
+def test_chunked_body_is_complete_only_with_its_terminating_chunk(server, big, tmp_path):
+    path, data = big
+    server.plan(path, chunked())
+    result = fetch(server, path, tmp_path / "a.gz")
+    assert (tmp_path / "a.gz").read_bytes() == data and result.attempts == 1
+    assert [r.method for r in server.requests_for(path)] == ["GET"]  # no length probe needed
+
+    server.clear_log()
+    cut = [end for end in _member_ends(data) if end < len(data) // 2][-1]
+    server.plan(path, chunked(after=cut))  # closes at a member boundary, no terminating chunk
+    result = fetch(server, path, tmp_path / "b.gz")
+    assert (tmp_path / "b.gz").read_bytes() == data
+    assert "connection lost" in result.retries[0] and result.resumed
+
+
+# -- bounds: size, deadline, Retry-After, slow transfers (#14 §2, #15 §3) ---------------------
+
+
+def test_declared_length_above_the_limit_is_refused_before_the_body(server, big, tmp_path):
+    path, _ = big
+    server.always(path, zeros(length=10 << 30))  # "10 GiB" of zeros
+    policy = RetryPolicy(max_attempts=4, backoff=0.0, max_bytes=1 << 20)
+    with pytest.raises(DownloadError) as info:
+        fetch(server, path, tmp_path / "a.gz", policy=policy)
+    err = info.value
+    assert (err.attempts, err.permanent) == (1, True)  # a refused size is not retried
+    assert err.reason.startswith(f"Content-Length {10 << 30} bytes exceeds the size limit of 1048576 bytes")
+    assert "--max-segment-bytes" in err.reason
+    assert server.wait_idle()
+    (request,) = server.requests_for(path)
+    assert request.sent < 16 << 20  # what sat in socket buffers, not the body
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_body_growing_past_the_limit_ends_the_attempt_and_is_removed(server, big, tmp_path):
+    path, _ = big
+    server.always(path, zeros(length=None))  # close-delimited, endless
+    with pytest.raises(DownloadError) as info:
+        fetch(server, path, tmp_path / "a.gz", policy=RetryPolicy(max_attempts=4, max_bytes=300_000,
+                                                                  chunk_size=16384))
+    assert (info.value.attempts, info.value.permanent) == (1, True)
+    assert info.value.reason == "body grew past the size limit of 300000 bytes (--max-segment-bytes)"
+    assert len(server.requests_for(path)) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_trickling_server_hits_the_deadline_and_is_logged_as_slow(server, big, tmp_path, caplog):
+    path, data = big
+    server.plan(path, trickle(nbytes=100, interval=0.05, seconds=20))
+    policy = RetryPolicy(max_attempts=4, deadline=1.0, slow_window=0.3, slow_rate=10_000)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="pipeline.download"):
+        with pytest.raises(DownloadError) as info:
+            fetch(server, path, tmp_path / "a.gz", policy=policy)
+    assert time.monotonic() - started < 10  # not the 20 s the trickle would take, nor hours
+    err = info.value
+    assert err.attempts == 1 and err.reason.startswith("past the download deadline of 1 s (--download-deadline)")
+    assert "slow download" in caplog.text and "below 10.0 kB/s" in caplog.text
+    (part,) = tmp_path.glob("a.gz.part-*")  # a valid prefix, kept for the next run to resume
+    assert 0 < part.stat().st_size < len(data) and data.startswith(part.read_bytes())
+
+
+def test_retry_after_is_capped_and_the_deadline_bounds_all_waits(server, big, tmp_path):
+    path, _ = big
+    server.always(path, throttle(retry_after="3600"))
+    t = FakeTime()
+    with pytest.raises(DownloadError) as info:
+        fetch(server, path, tmp_path / "a.gz", t, clock=t.clock, policy=RetryPolicy())
+    assert t == [120.0] * 7  # capped (not 3600 nor 600), and only max_attempts - 1 waits
+    t = FakeTime()
+    with pytest.raises(DownloadError) as info:
+        fetch(server, path, tmp_path / "a.gz", t, clock=t.clock, policy=RetryPolicy(deadline=300))
+    assert t == [120.0, 120.0] and info.value.attempts == 3  # a third wait would pass the deadline
+    assert info.value.reason.startswith("past the download deadline of 300 s")
+    assert "Retry-After 3600 s" in info.value.reason
+
+
+# -- concurrent downloads share a cache (#15 §5) ------------------------------------------------
+
+
+def test_two_downloads_of_one_file_into_one_cache_both_succeed(server, big, tmp_path):
+    """A starts, B starts while A is mid-body and finishes first; A then uses B's file."""
+    path, data = big
+    server.plan(path, pause(after=200_000, seconds=1.0))
+    dest = tmp_path / "a.gz"
+    results, errors = {}, []
+
+    def run(name):
+        try:
+            results[name] = fetch(server, path, dest)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    a = threading.Thread(target=run, args=("a",))
+    a.start()
+    for _ in range(500):  # until A is inside its pause
+        if any(r.sent >= 200_000 for r in server.requests_for(path)):
+            break
+        time.sleep(0.01)
+    b = threading.Thread(target=run, args=("b",))
+    b.start()
+    a.join()
+    b.join()
+    assert errors == []
+    assert dest.read_bytes() == data and _parts(tmp_path) == []
+    assert [r.range for r in server.requests_for(path)] == [None, None]  # B never touched A's partial
+    assert results["a"].completed_elsewhere and not results["b"].completed_elsewhere
+
+
+def test_abandoned_partials_are_adopted_and_live_ones_left_alone(server, big, tmp_path):
+    path, data = big
+    (tmp_path / "a.gz.part-dead").write_bytes(data[:50_000])  # a killed run's
+    (tmp_path / "a.gz.part-older").write_bytes(data[:10_000])  # a shorter leftover
+    (tmp_path / "a.gz.part-live").write_bytes(data[:80_000])  # a running download's
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not ours")
+    (tmp_path / "a.gz.part-link").symlink_to(outside)
+    with open(tmp_path / "a.gz.part-live", "rb") as live:
+        fcntl.flock(live, fcntl.LOCK_EX)  # what a live download holds
+        result = fetch(server, path, tmp_path / "a.gz")
+        assert (tmp_path / "a.gz").read_bytes() == data and result.resumed
+        assert [r.range for r in server.requests_for(path)] == ["bytes=50000-"]
+        assert _parts(tmp_path) == ["a.gz.part-link", "a.gz.part-live"]
+        assert (tmp_path / "a.gz.part-live").read_bytes() == data[:80_000]
+    assert outside.read_bytes() == b"not ours"
+
+
+# -- credentials in the URL (#15 §2) -----------------------------------------------------------
+
+
+def test_credentials_are_sent_as_a_header_and_never_shown(server, big, tmp_path, caplog):
+    path, data = big
+    url = server.url(path).replace("http://", "http://alice:s3cr%40t@")
+    server.plan(path, unavailable(503))
+    with caplog.at_level(logging.INFO, logger="pipeline.download"):
+        result = fetch_to_file(url, tmp_path / "a.gz", opener=server.opener(), sleep=Sleeps(), policy=FAST)
+    assert (tmp_path / "a.gz").read_bytes() == data and result.url == server.url(path)
+    for request in server.requests_for(path):  # the path arrived clean, the credentials as Basic auth
+        assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"alice:s3cr@t").decode()
+    server.always(path, missing())
+    with pytest.raises(DownloadError) as info:
+        fetch_to_file(url, tmp_path / "b.gz", opener=server.opener(), sleep=Sleeps(), policy=FAST)
+    shown = caplog.text + str(info.value) + info.value.url + repr(result)
+    assert "s3cr" not in shown and "alice" not in shown
+    assert redact_url("https://u:p@h:1/x") == "https://***@h:1/x" and redact_url("http://h/") == "http://h/"
+    assert split_credentials("http://h/x") == ("http://h/x", None)
+    with pytest.raises(ValueError) as bad:
+        fetch_to_file("ftp://alice:s3cret@h/x", tmp_path / "c.gz")
+    assert "s3cret" not in str(bad.value)
+
+
+def test_parse_size_and_new_policy_fields():
+    assert parse_size("1073741824") == parse_size("1GiB") == parse_size("1 gib") == 1 << 30
+    assert parse_size("300MB") == 300_000_000 and parse_size("64KiB") == 65536
+    for bad in ("", "1.5G", "-1", "10 parsecs"):
+        with pytest.raises(ValueError, match="invalid size"):
+            parse_size(bad)
+    with pytest.raises(ValueError, match="deadline: --download-deadline must be > 0"):
+        RetryPolicy(deadline=0)
+    with pytest.raises(ValueError, match="max_bytes: --max-segment-bytes must be >= 1"):
+        RetryPolicy(max_bytes=0)
+    assert RetryPolicy().max_bytes == 1 << 30 and RetryPolicy().retry_after_max <= RetryPolicy().backoff_max
+
+
+def test_an_unwritable_cache_is_a_download_error_not_a_traceback(server, big, tmp_path):
+    path, _ = big
+    (tmp_path / "file").write_text("a file where the cache directory should be")
+    with pytest.raises(DownloadError) as info:
+        fetch(server, path, tmp_path / "file" / "a.gz")
+    assert info.value.reason.startswith(f"cannot write into {tmp_path / 'file'}") and info.value.permanent
+    assert server.requests_for(path) == []

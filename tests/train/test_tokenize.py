@@ -224,7 +224,7 @@ def test_bad_input_file_is_reported_and_blocks_the_manifest(world, tmp_path):
 
 def test_bucket_and_language_selection(world, tmp_path):
     rc, _, err = run_tokenize("--corpus", world.corpus, "--vocab", world.vocab, "--output", tmp_path,
-                              "--workers", 1, "--buckets", "head", "--languages", "en", "az",
+                              "--workers", 1, "--buckets", "head", "--langs", "en,az",
                               "--valid-fraction", 0)
     assert rc == 0, err
     m = load_manifest(tmp_path)

@@ -22,7 +22,9 @@ from train.vocab import (
     CONFIG_NAME,
     MODEL_NAME,
     SAMPLING_NAME,
+    SPM_LOG,
     DrawStats,
+    SentencePieceLog,
     VocabConfig,
     draw_language,
     main,
@@ -286,23 +288,81 @@ def test_identical_seeds_give_identical_model_files(corpus, trained, tmp_path):
     assert (tmp_path / "again" / SAMPLING_NAME).read_text() == (out / SAMPLING_NAME).read_text()
 
 
-def test_too_large_vocab_says_the_largest_feasible_size(corpus, tmp_path):
-    args = ["--corpus", str(corpus), "--sentences", "1500", "--langs", "en", "de", "ru", "--quiet"]
-    rc, _, err = run_cli([*args, "--output", str(tmp_path / "a"), "--vocab-size", "100000"])
+def test_too_large_vocab_fails_before_the_long_part_and_says_the_largest_size(corpus, tmp_path):
+    args = ["--corpus", str(corpus), "--sentences", "1500", "--langs", "en,de,ru"]
+    rc, stdout, err = run_cli([*args, "--output", str(tmp_path / "a"), "--vocab-size", "100000"])
     assert rc == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "--vocab-size 100000 is too large for this sample" in err
-    largest = int(err.split("at most ")[1].split()[0])
-    assert 1000 < largest < 100000
-    rc, _, err = run_cli([*args, "--output", str(tmp_path / "b"), "--vocab-size", str(largest)])
-    assert rc == 0, err
-    assert XLMRTokenizer(tmp_path / "b" / MODEL_NAME).num_pieces == largest
+    bound = int(err.split("at most ")[1].split()[0])
+    # stopped at SentencePiece's seed pieces, before the EM rounds (the long part)
+    assert "seed pieces" in stdout and "EM round 1:" not in stdout
+    assert not (tmp_path / "a").exists()
+
     rc, stdout, err = run_cli(
-        [*args, "--output", str(tmp_path / "c"), "--vocab-size", "100000", "--allow-smaller-vocab"]
+        [*args, "--output", str(tmp_path / "c"), "--vocab-size", "100000", "--allow-smaller-vocab",
+         "--quiet"]
     )
     assert rc == 0, err
+    largest = XLMRTokenizer(tmp_path / "c" / MODEL_NAME).num_pieces
     assert f"{largest:,} pieces obtained (asked 100,000" in stdout
-    assert XLMRTokenizer(tmp_path / "c" / MODEL_NAME).num_pieces == largest
+    assert 1000 < largest <= bound
+    rc, _, err = run_cli([*args, "--output", str(tmp_path / "b"), "--vocab-size", str(largest),
+                          "--quiet"])
+    assert rc == 0, err
+    assert XLMRTokenizer(tmp_path / "b" / MODEL_NAME).num_pieces == largest
+
+
+def test_a_repetitive_sample_is_checked_on_its_distinct_lines_first(corpus, tmp_path):
+    # 20,000 lines drawn from ~1,300: SentencePiece never reads the big sample
+    args = ["--corpus", str(corpus), "--sentences", "20000", "--langs", "en,de,ru"]
+    rc, stdout, err = run_cli([*args, "--output", str(tmp_path / "a"), "--vocab-size", "100000"])
+    assert rc == 2 and err.count("\n") == 1
+    assert "--vocab-size 100000 is too large for this sample" in err and "one-word lines" in err
+    assert "[vocab] SentencePiece read" not in stdout
+    bound = int(err.split("at most ")[1].split()[0])
+    rc, stdout, err = run_cli([*args, "--output", str(tmp_path / "b"), "--vocab-size", "2000",
+                               "--quiet"])
+    assert rc == 0, err
+    assert f"--vocab-size 2,000 is within reach: the " in stdout
+    rc, stdout, err = run_cli([*args, "--output", str(tmp_path / "c"), "--vocab-size", "100000",
+                               "--allow-smaller-vocab", "--quiet"])
+    assert rc == 0, err
+    assert XLMRTokenizer(tmp_path / "c" / MODEL_NAME).num_pieces <= bound  # the bound holds
+
+
+def test_sentencepiece_log_is_condensed_and_kept_whole(trained):
+    out, stdout = trained  # a --quiet run: no SentencePiece lines at all on the terminal
+    assert "LOG(INFO)" not in stdout and "[vocab] SentencePiece" not in stdout
+    full = (out / SPM_LOG).read_text()
+    assert full.count("LOG(INFO)") > 50 and "Initialized" in full
+
+
+def test_sentencepiece_log_lines_and_the_early_verdict():
+    cfg = VocabConfig(corpus=Path("c"), output=Path("o"), vocab_size=5000)
+    said = []
+    watch = SentencePieceLog(cfg, said.append, clock=lambda: 0.0)
+    lines = [
+        "trainer_interface.cc(541) LOG(INFO) all chars count=35400178",
+        "trainer_interface.cc(562) LOG(INFO) Alphabet size=100",
+        "trainer_interface.cc(594) LOG(INFO) Done! preprocessed 200000 sentences.",
+        "unigram_model_trainer.cc(312) LOG(INFO) Initialized 9000 seed sentencepieces",
+        "unigram_model_trainer.cc(618) LOG(INFO) EM sub_iter=0 size=7000 obj=21.5 num_tokens=1",
+        "unigram_model_trainer.cc(618) LOG(INFO) EM sub_iter=1 size=6000 obj=19.3 num_tokens=1",
+    ] + ["trainer_interface.cc(427) LOG(INFO) Adding meta_piece: <0x00>"] * 256
+    assert [watch.feed(line) for line in lines] == [None] * len(lines)
+    assert said == [
+        "[vocab] SentencePiece read 200,000 sentences, 35,400,178 characters, alphabet 100 (0s)",
+        "[vocab] SentencePiece 9,000 seed pieces; EM rounds until 5,000 remain (the long part) (0s)",
+        "[vocab] SentencePiece EM round 1: 6,000 pieces, objective 19.3 (0s)",
+    ]
+    # 4,500 pieces + 100 characters + 259 special and byte pieces < 5,000: cannot be reached
+    verdict = watch.feed("unigram_model_trainer.cc(618) LOG(INFO) EM sub_iter=0 size=4500 obj=2")
+    assert verdict.startswith("--vocab-size 5000 is too large for this sample: SentencePiece can "
+                              "build at most 4859 pieces")
+    relaxed = SentencePieceLog(VocabConfig(corpus=Path("c"), output=Path("o"), vocab_size=5000,
+                                           allow_smaller_vocab=True), said.append)
+    assert relaxed.feed("unigram_model_trainer.cc(312) LOG(INFO) Initialized 10 seed sentencepieces") is None
 
 
 def test_too_small_vocab_is_a_clear_error(corpus, tmp_path):
@@ -331,7 +391,7 @@ def test_too_small_vocab_is_a_clear_error(corpus, tmp_path):
         (["--alpha", "1.5"], "alpha must be in [0, 1], got 1.5"),
         (["--alpha", "-0.1"], "alpha must be in [0, 1], got -0.1"),
         (
-            ["--langs", "en", "xx,yy"],
+            ["--langs", "en,xx,yy"],
             "--langs: unknown language(s) xx, yy (the corpus has: en, sw)",
         ),
         (["--buckets", "head,best"], "unknown bucket(s) best"),
