@@ -324,11 +324,13 @@ def recorded_training_languages(subject: Subject) -> dict[str, int] | None:
 
 
 def parse_args(argv):
+    from pipeline.cliflags import add_list
+
     p = argparse.ArgumentParser(prog="cc100 evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="run directory, exported directory, or any HF XLM-R masked-LM directory")
     p.add_argument("--tatoeba", help="Tatoeba test set in LASER layout (tatoeba.xxx-eng.{xxx,eng}), "
                    "e.g. ../shared/data/eval/tatoeba_laser_xtreme36")
-    p.add_argument("--langs", help="comma-separated Tatoeba languages (LASER codes, default: all found)")
+    add_list(p, "--langs", metavar="LANG,LANG", help="Tatoeba languages (LASER codes, default: all found)")
     p.add_argument("--layer", type=int, help="block whose output is mean-pooled, counted from 0 as in XTREME "
                    "(default 7 of 12 layers, 13 of 24, round(7 n / 12) otherwise) = hidden_states[L + 1]")
     p.add_argument("--shards", help="token shards whose held-out split gives the masked-LM losses "
@@ -337,8 +339,8 @@ def parse_args(argv):
                    "--eval-seqs, else 64)")
     p.add_argument("--max-len", type=int, help="tokens per held-out sequence (default: the run's, else 512)")
     p.add_argument("--seed", type=int, help="masking seed (default: the run's, else 0)")
-    p.add_argument("--train-languages", help="comma-separated corpus languages the model was trained on "
-                   "(default: recorded by the run or the export; unknown otherwise)")
+    add_list(p, "--train-langs", metavar="LANG,LANG", help="corpus languages the model was trained on "
+             "(default: recorded by the run or the export; unknown otherwise)")
     p.add_argument("--output", help="directory for eval.json, eval.png, mlm_heldout.npz "
                    "(default: RUN/eval for a run, else ./eval-MODELNAME)")
     p.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per forward pass (default 16384)")
@@ -354,17 +356,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def split_list(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 def run_tatoeba(subject: Subject, tokenizer, args, trained: set[str] | None) -> dict:
     n_layers = subject.model.config.num_hidden_layers
     layer = default_layer(n_layers) if args.layer is None else args.layer
     if not 0 <= layer < n_layers:
         raise EvalError(f"--layer {layer}: the model has blocks 0..{n_layers - 1}")
     max_len = min(TATOEBA_MAX_LEN, subject.model.config.max_seq_len)
-    pairs = load_tatoeba(args.tatoeba, tokenizer, max_len, split_list(args.langs))
+    pairs = load_tatoeba(args.tatoeba, tokenizer, max_len, list(args.langs) if args.langs else None)
     scores = tatoeba_scores(subject.model, pairs, layer, pad_id=tokenizer.pad_id, max_tokens=args.batch_tokens)
     for s in scores.values():
         s["in_training"] = None if trained is None else s["iso"] in trained
@@ -436,8 +434,8 @@ def evaluate(args) -> dict:
     if tokenizer.vocab_size != subject.model.config.vocab_size:
         raise EvalError(f"{subject.vocab_file}: {tokenizer.vocab_size} ids, the model has "
                         f"{subject.model.config.vocab_size}")
-    if args.train_languages:
-        subject.training_languages = {lang: 0 for lang in split_list(args.train_languages)}
+    if args.train_langs:
+        subject.training_languages = {lang: 0 for lang in args.train_langs}
     trained = set(subject.training_languages) if subject.training_languages is not None else None
     if not args.tatoeba and not (args.shards or (subject.train_config or {}).get("data", {}).get("shards")):
         raise EvalError("nothing to evaluate: pass --tatoeba DIR and/or --shards DIR")
@@ -490,7 +488,7 @@ def table(result: dict) -> str:
             if a:
                 lines.append(f"  {name:<17}{100 * a['xx_en']:>9.1f}{100 * a['en_xx']:>9.1f}{100 * a['mean']:>8.1f}")
         if result["training_languages"] is None:
-            lines.append("  (training languages unknown: pass --train-languages to mark them)")
+            lines.append("  (training languages unknown: pass --train-langs to mark them)")
     mlm = result.get("mlm") or {}
     if "skipped" in mlm:
         lines.append(f"\nmasked-LM loss: skipped ({mlm['skipped']})")

@@ -6,7 +6,7 @@
 As in the XLM-R paper and XTREME (scripts/train_xnli.sh): fine-tune on English only, then
 report accuracy on every language of the evaluation set and their average. TSVs are read by
 their header: XNLI 1.0 (`language`, `gold_label`, `sentence1`, `sentence2`), MultiNLI (the same
-without `language`: every row is --train-language) or XNLI-MT (`premise`, `hypo`, `label`).
+without `language`: every row is --train-lang) or XNLI-MT (`premise`, `hypo`, `label`).
 Rows without a gold label (MultiNLI's `-`) are skipped and counted. The model is
 `XLMRobertaForSequenceClassification` on the pair `<s> premise </s></s> hypothesis </s>`
 (at most --max-len tokens); with --test, the checkpoint with the best average accuracy on
@@ -118,13 +118,13 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="cc100 finetune", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="task", required=True, metavar="TASK")
     x = sub.add_parser("xnli", help="XNLI: train in English, evaluate every language",
-                       description="Fine-tune on --train-language rows, report accuracy per language.")
+                       description="Fine-tune on --train-lang rows, report accuracy per language.")
     x.add_argument("--model", required=True, help="exported directory (cc100 export, RUN/hf, or any XLM-R)")
     x.add_argument("--train", required=True, help="training TSV (XNLI 1.0 / MultiNLI / XNLI-MT format)")
     x.add_argument("--eval", required=True, help="evaluation TSV, all languages (e.g. xnli.dev.tsv)")
     x.add_argument("--test", help="test TSV, scored with the checkpoint best on --eval (e.g. xnli.test.tsv)")
     x.add_argument("--output", required=True, help="directory for xnli.json and model/")
-    x.add_argument("--train-language", default="en", help="language of the training rows (default en)")
+    x.add_argument("--train-lang", default="en", help="language of the training rows (default en)")
     x.add_argument("--epochs", type=float, default=2.0, help="training epochs (default 2)")
     x.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (overrides --epochs)")
     x.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5, XTREME's for base)")
@@ -144,9 +144,9 @@ def finetune_xnli(args) -> dict:
         raise FinetuneError(f"{e.name} is not installed: pip install -e '.[finetune]'") from None
 
     model_dir = resolve_model_dir(args.model)
-    train = read_nli_tsv(args.train, args.train_language, only_language=args.train_language)
-    evaluation = read_nli_tsv(args.eval, args.train_language)
-    test = read_nli_tsv(args.test, args.train_language) if args.test else None
+    train = read_nli_tsv(args.train, args.train_lang, only_language=args.train_lang)
+    evaluation = read_nli_tsv(args.eval, args.train_lang)
+    test = read_nli_tsv(args.test, args.train_lang) if args.test else None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise FinetuneError("--device cuda: no CUDA device available")
     on_gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
@@ -177,7 +177,7 @@ def finetune_xnli(args) -> dict:
         eval_dataset=Encoded(evaluation, tokenizer, args.max_len), processing_class=tokenizer,
         data_collator=transformers.DataCollatorWithPadding(tokenizer), compute_metrics=metrics_for(evaluation))
     fit = trainer.train()
-    result = {"model": str(model_dir), "train": {"file": str(args.train), "language": args.train_language,
+    result = {"model": str(model_dir), "train": {"file": str(args.train), "language": args.train_lang,
                                                  "rows": len(train), "skipped": train.skipped,
                                                  "steps": fit.global_step, "loss": fit.training_loss},
               "settings": {"epochs": args.epochs, "max_steps": args.max_steps, "lr": args.lr,

@@ -234,7 +234,7 @@ def test_export_elsewhere_with_languages_given_and_no_shards(run, tatoeba, tmp_p
     assert res["training_languages"] is None and res["tatoeba"]["languages"]["deu"]["in_training"] is None
     assert "skipped" in res["mlm"] and "unknown" in out
     rc, out, err = evaluate(hf, "--tatoeba", tatoeba, "--langs", "deu,jpn", "--output", tmp_path / "e2",
-                            "--no-plot", "--train-languages", "de,en")
+                            "--no-plot", "--train-langs", "de,en")
     res = json.loads((tmp_path / "e2" / "eval.json").read_text())
     assert [res["tatoeba"]["languages"][k]["in_training"] for k in ("deu", "jpn")] == [True, False]
 
