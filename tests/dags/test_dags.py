@@ -600,10 +600,12 @@ def test_real_chain_exports_a_model(airflow_home, tmp_path, shared_data):
     mlm = transformers.AutoModelForMaskedLM.from_pretrained(model)
     ids = tok("The weather is nice today.", return_tensors="pt")
     assert mlm(**ids).logits.shape[-1] == mlm.config.vocab_size
-    assert "[export] done" in out
+    assert "[export] done" in out and "[evaluate] done" in out
+    evaluation = json.loads((tmp_path / "work" / "eval" / "eval.json").read_text())
+    assert evaluation["model"]["path"] == str(model) and evaluation["training_languages"] is not None
     # a second run finds every marker and redoes nothing
     again = check(dags_test(airflow_home, "cc100_pipeline", conf, timeout=600))
-    assert again.count("skipped:") >= 6 and "running:" not in again
+    assert again.count("skipped:") >= 7 and "running:" not in again
 
 
 @needs_airflow
