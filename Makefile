@@ -22,6 +22,7 @@ VOCAB ?= out/vocab
 # make vocab VOCAB_SIZE=250000 SENTENCES=2000000
 VOCAB_SIZE ?= 32000
 SENTENCES ?= 200000
+FUZZ_EXAMPLES ?= 2000
 SHARDS ?= out/shards
 RUN ?= out/run
 MODEL ?= tiny
@@ -39,7 +40,7 @@ SYSTEM_DEPS ?= auto
 # checked first, before the venv, and only while the tools are not built yet
 DEPS := $(if $(wildcard $(TOOLS)/bin/lmplz $(TOOLS)/bin/build_binary),,system-deps)
 
-.PHONY: setup system-deps tools test test-fast demo dag-demo bench-input bench-corpus bench-dedup bench-pretrain corpus corpus-dataflow lm vocab tokenize pretrain export evaluate prefetch clean help
+.PHONY: setup system-deps tools test test-fast fuzz demo dag-demo bench-input bench-corpus bench-dedup bench-pretrain corpus corpus-dataflow lm vocab tokenize pretrain export evaluate prefetch clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -77,6 +78,9 @@ test: $(DEPS) $(STAMP) tools ## the full test suite, exactly as CI runs it
 
 test-fast: $(DEPS) $(STAMP) tools ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -q -m 'not slow' tests
+
+fuzz: $(STAMP) ## fuzz the WET reader longer than CI does: make fuzz [FUZZ_EXAMPLES=2000] (per test; random, failures replayed from .hypothesis/)
+	CC100_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/pipeline/test_wet_fuzz.py --hypothesis-show-statistics
 
 demo: $(DEPS) $(STAMP) tools ## the whole chain offline on the bundled sample: make demo [DEMO=out/demo]
 	rm -rf $(DEMO)/input $(DEMO)/lm $(DEMO)/corpus $(DEMO)/vocab $(DEMO)/shards $(DEMO)/run

@@ -69,7 +69,7 @@ def make_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0) -> dict
     u = row_uniforms([seed], 0, batch, seq_len)
     assert u.shape[1] == uniforms_per_row(seq_len)
     input_ids, labels = mask_batch(seqs, u, specials, is_special, replacement_ids(specials))
-    return {"input_ids": input_ids, "labels": labels}
+    return {"input_ids": input_ids, "labels": labels, "padding": np.zeros(batch, dtype=np.int64)}
 
 
 def our_trainer(model_fields: dict, batch: dict, device, compile_model: bool):

@@ -5,9 +5,11 @@
 The checkpoint is the training loop's `torch.save`d dict with at least `model` (a state dict, possibly
 from a torch.compile'd or DDP-wrapped model) and `model_config` (`dataclasses.asdict(XLMRConfig)`);
 `vocab_file`, when present, says where the SentencePiece model is. The output directory gets
-config.json, model.safetensors and, when the vocabulary is known, sentencepiece.bpe.model and
-tokenizer_config.json, so both `XLMRobertaForMaskedLM.from_pretrained(dir)` and
-`XLMRobertaTokenizer.from_pretrained(dir)` load it. Re-running overwrites the same files.
+config.json, model.safetensors and, when the vocabulary is known, sentencepiece.bpe.model,
+tokenizer_config.json and tokenizer.json (model/hf.py `write_tokenizer`), so
+`XLMRobertaForMaskedLM.from_pretrained(dir)` and AutoTokenizer / XLMRobertaTokenizer(Fast)
+`.from_pretrained(dir)` load it, the tokenizers with the ids of training. Re-running overwrites
+the same files.
 """
 
 from __future__ import annotations

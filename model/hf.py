@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -24,6 +25,12 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "sentencepiece.bpe.model"  # the file name XLMRobertaTokenizer looks for
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+TOKENIZER_NAME = "tokenizer.json"  # the fast (Rust) tokenizer
+# Pieces SentencePiece never matches in text, and the tokenizer.json score that keeps the Unigram
+# Viterbi of `tokenizers` off them (scores of real pieces are > -100; a line is < 10^4 pieces).
+CONTROL_PIECES = frozenset({"<s>", "</s>", "<unk>", "<pad>", "<mask>"})
+BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+NEVER_MATCHED_SCORE = -1e7
 # cc100's own note beside the weights: {"languages": {lang: train tokens}}, read by `cc100 evaluate`
 TRAINING_LANGUAGES_NAME = "cc100_training.json"
 
@@ -216,59 +223,85 @@ def save_state_pretrained(state_dict: dict[str, torch.Tensor], config: XLMRConfi
     _write_json(out / CONFIG_NAME, config_to_hf(config, dtype))
     written.append(out / CONFIG_NAME)
     if vocab_file is not None:
-        vocab = Path(vocab_file)
-        if not vocab.is_file():
-            raise FileNotFoundError(f"{vocab}: vocabulary file not found")
-        shutil.copyfile(vocab, out / VOCAB_NAME)
-        _write_json(out / TOKENIZER_CONFIG_NAME, {
-            "tokenizer_class": "XLMRobertaTokenizer",
-            "model_max_length": config.max_seq_len,
-            "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-            "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
-        })
-        written += [out / VOCAB_NAME, out / TOKENIZER_CONFIG_NAME]
-        tokenizer_json = write_tokenizer_json(out)
-        if tokenizer_json is not None:
-            written.append(tokenizer_json)
+        written += write_tokenizer(out, vocab_file, config.max_seq_len)
     if train_languages:
         _write_json(out / TRAINING_LANGUAGES_NAME, {"languages": dict(train_languages)})
         written.append(out / TRAINING_LANGUAGES_NAME)
     return written
 
 
-def write_tokenizer_json(out_dir: Path) -> Path | None:
-    """Write tokenizer.json (the fast tokenizer) with SentencePiece's byte fallback kept on.
+def spm_byte_fallback(vocab_file: str | os.PathLike) -> bool:
+    """Whether a SentencePiece model encodes uncovered characters as UTF-8 byte pieces."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-    transformers' sentencepiece -> tokenizers converter turns byte fallback off, so a character
-    outside the vocabulary would become <unk> in transformers while our model was trained on its
-    UTF-8 byte pieces. Converting here and switching byte fallback back on gives transformers
-    exactly our ids. Needs `transformers` (optional: without it the directory still loads, through
-    the converter, with the <unk> difference above).
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(Path(vocab_file).read_bytes())
+    return bool(proto.trainer_spec.byte_fallback)
+
+
+def tokenizer_config(max_len: int, byte_fallback: bool) -> dict:
+    """tokenizer_config.json: the classes that read it give the ids the model was trained on.
+
+    - `split_special_tokens`: text is text. "<s>" or "<mask>" written in a sentence is encoded as
+      characters, as SentencePiece did for the training data (pass `split_special_tokens=False`
+      to put a mask into a sentence by writing "<mask>", e.g. for the fill-mask pipeline).
+    - With byte fallback, XLMRobertaTokenizer's constructor rebuilds the Unigram model without
+      it (transformers 5.x) unless the tokenizer is loaded from tokenizer.json as written;
+      transformers does that for a config that sets `trust_remote_code` (no code is involved:
+      the directory has no auto_map and no .py file).
     """
+    config = {
+        "tokenizer_class": "XLMRobertaTokenizer",
+        "model_max_length": max_len,
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+        "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+        "split_special_tokens": True,
+    }
+    if byte_fallback:
+        config["trust_remote_code"] = True
+    return config
+
+
+def write_tokenizer(out_dir: Path, vocab_file: str | os.PathLike, max_len: int) -> list[Path]:
+    """Copy the SentencePiece model and write tokenizer_config.json and tokenizer.json.
+
+    tokenizer.json is transformers' own conversion of the model (XLMRobertaTokenizer), with byte
+    fallback switched on when the model has it (the converter leaves it off). SentencePiece
+    never matches a control piece (<s>, </s>, <unk>, <pad>, <mask>) or a byte piece (<0x41>)
+    against text, but `tokenizers`' Unigram matches every piece of its vocabulary; their scores
+    are set so low that a Viterbi path through them never wins, so "<s>" or "<0x41>" written in
+    a sentence are encoded as characters, as training saw them. Without
+    `transformers` only the first two files are written; XLMRobertaTokenizer still loads them.
+    """
+    vocab = Path(vocab_file)
+    if not vocab.is_file():
+        raise FileNotFoundError(f"{vocab}: vocabulary file not found")
+    shutil.copyfile(vocab, out_dir / VOCAB_NAME)
+    byte_fallback = spm_byte_fallback(vocab)
+    (out_dir / TOKENIZER_NAME).unlink(missing_ok=True)  # a stale one would be read back below
+    _write_json(out_dir / TOKENIZER_CONFIG_NAME, tokenizer_config(max_len, False))
+    written = [out_dir / VOCAB_NAME, out_dir / TOKENIZER_CONFIG_NAME]
     try:
         from tokenizers import Tokenizer, decoders
         from transformers import XLMRobertaTokenizer
-        from transformers.convert_slow_tokenizer import convert_slow_tokenizer
     except ImportError:
-        return None
-    slow = XLMRobertaTokenizer.from_pretrained(str(out_dir))
-    spec = json.loads(convert_slow_tokenizer(slow).to_str())
-    spec["model"]["byte_fallback"] = True
-    tokenizer = Tokenizer.from_str(json.dumps(spec))
-    # pieces -> text: "▁" is a space, byte pieces (<0xE2><0x82><0xAC>) become their character,
-    # and the space the encoder prepended to the first word goes away
-    tokenizer.decoder = decoders.Sequence([
-        decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-        decoders.Strip(" ", 1, 0),
-    ])
-    path = out_dir / "tokenizer.json"
-    tokenizer.save(str(path))
-    # AutoTokenizer must load tokenizer.json as it is: transformers' own XLMRobertaTokenizer class
-    # rebuilds the Unigram model with byte_fallback=False.
-    config_path = out_dir / TOKENIZER_CONFIG_NAME
-    config = json.loads(config_path.read_text())
-    _write_json(config_path, {**config, "tokenizer_class": "PreTrainedTokenizerFast"})
-    return path
+        return written
+    spec = json.loads(XLMRobertaTokenizer.from_pretrained(str(out_dir)).backend_tokenizer.to_str())
+    spec["model"]["byte_fallback"] = byte_fallback
+    for entry in spec["model"]["vocab"]:
+        if entry[0] in CONTROL_PIECES or (byte_fallback and BYTE_PIECE.fullmatch(entry[0])):
+            entry[1] = NEVER_MATCHED_SCORE
+    backend = Tokenizer.from_str(json.dumps(spec))
+    if byte_fallback:
+        # pieces -> text: "▁" is a space, byte pieces (<0xE2><0x82><0xAC>) become their
+        # character, and the space the encoder prepended to the first word goes away
+        backend.decoder = decoders.Sequence([
+            decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ])
+        _write_json(out_dir / TOKENIZER_CONFIG_NAME, tokenizer_config(max_len, True))
+    backend.save(str(out_dir / TOKENIZER_NAME))
+    return written + [out_dir / TOKENIZER_NAME]
 
 
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike,

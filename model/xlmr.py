@@ -105,6 +105,27 @@ def position_ids_from(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tenso
     return torch.cumsum(not_pad, dim=1) * not_pad + pad_token_id
 
 
+def key_padding_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                     pad_token_id: int, padded: bool | None = None) -> torch.Tensor | None:
+    """(B, 1, 1, T) bool, True = the key may be attended; None when every key may be.
+
+    fairseq never attends to padding (attention_mask defaults to input_ids != pad). A batch
+    without padding gets no mask at all, so SDPA can pick its fastest (flash) kernels.
+    `padded` is what the caller knows: False = no padding (no mask, no check), True = build the
+    mask, None = find out (one device sync; under torch.compile the mask is always built, since
+    a branch on tensor values would break the graph).
+    """
+    if padded is False:
+        return None
+    keep = input_ids.ne(pad_token_id) if attention_mask is None else attention_mask.bool()
+    if padded is None and not torch.compiler.is_compiling() and bool(keep.all()):
+        return None
+    keep = keep[:, None, None, :]
+    # A row with no key to attend (an all-padding sequence) would softmax over nothing -> NaN;
+    # let such rows attend everywhere instead. Their outputs are padding and unused.
+    return keep | ~keep.any(dim=-1, keepdim=True)
+
+
 class Embeddings(nn.Module):
     def __init__(self, config: XLMRConfig):
         super().__init__()
@@ -179,17 +200,13 @@ class Encoder(nn.Module):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList([Block(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                padded: bool | None = None) -> torch.Tensor:
         T = input_ids.size(1)
         if T > self.config.max_seq_len:
             raise ValueError(f"input length {T} exceeds the model's maximum of {self.config.max_seq_len} "
                              f"tokens (max_position_embeddings={self.config.max_position_embeddings})")
-        if attention_mask is None:  # fairseq: padding tokens are never attended to
-            attention_mask = input_ids.ne(self.config.pad_token_id)
-        keep = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = key may be attended
-        # A row with no key to attend (an all-padding sequence) would softmax over nothing -> NaN;
-        # let such rows attend everywhere instead. Their outputs are padding and unused.
-        keep = keep | ~keep.any(dim=-1, keepdim=True)
+        keep = key_padding_mask(input_ids, attention_mask, self.config.pad_token_id, padded)
         x = self.embeddings(input_ids)  # (B, T, C)
         for block in self.layers:
             x = block(x, keep)
@@ -261,10 +278,12 @@ class XLMRForMaskedLM(nn.Module):
         return n
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, masked_only: bool | None = None) -> MLMOutput:
+                labels: torch.Tensor | None = None, masked_only: bool | None = None,
+                padded: bool | None = None) -> MLMOutput:
         """input_ids (B, T); attention_mask (B, T), 1 = real token (default: input_ids != pad);
-        labels (B, T), IGNORE_INDEX (-100) where there is nothing to predict."""
-        h = self.encoder(input_ids, attention_mask)  # (B, T, C)
+        labels (B, T), IGNORE_INDEX (-100) where there is nothing to predict; padded: whether the
+        batch has padding, if the caller knows (see `key_padding_mask`)."""
+        h = self.encoder(input_ids, attention_mask, padded)  # (B, T, C)
         decoder_weight = self.encoder.embeddings.word.weight
         if labels is None:
             return MLMOutput(self.lm_head(h, decoder_weight), None)

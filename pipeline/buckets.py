@@ -38,6 +38,8 @@ CUTOFFS_FILE = "cutoffs.csv"  # OUTPUT/cutoffs.csv: the table a run used, reusab
 LANGUAGE_COUNTER_HELP = {
     "lid_documents_in": "documents entering language identification",
     "lid_dropped_empty": "documents with no text to identify, dropped",
+    "lid_dropped_bad_label": "documents whose predicted label is not a language code (a custom "
+                             "LID model's label such as '..'), dropped: never used as a path",
     "lid_dropped_threshold": "documents whose top language score is below --lang-threshold, dropped",
     "lid_dropped_language_filter": "documents in a language not listed in --langs, dropped",
     "lid_documents_out": "documents leaving language identification",
@@ -291,6 +293,7 @@ def summarize_counters(counters: Mapping[str, int]) -> dict:
         "dropped_lang_empty": int(counters.get("lid_dropped_empty", 0)),
         "dropped_lang_threshold": int(counters.get("lid_dropped_threshold", 0)),
         "dropped_language_filter": int(counters.get("lid_dropped_language_filter", 0)),
+        "dropped_bad_label": int(counters.get("lid_dropped_bad_label", 0)),
         "perplexity_scored": int(counters.get("perplexity_scored", 0)),
         "documents_without_model": int(counters.get("perplexity_no_model", 0)),
         "documents_without_model_by_language": dict(sorted(no_model.items())),
@@ -308,7 +311,8 @@ def format_language_table(summary: Mapping) -> str:
     lines.append(
         f"dropped: {summary.get('dropped_lang_threshold', 0)} below the LID threshold, "
         f"{summary.get('dropped_language_filter', 0)} by --langs, "
-        f"{summary.get('dropped_lang_empty', 0)} empty; "
+        f"{summary.get('dropped_lang_empty', 0)} empty, "
+        f"{summary.get('dropped_bad_label', 0)} with a label that is not a language code; "
         f"{summary.get('documents_without_model', 0)} documents without a language model "
         "(bucket all)"
     )

@@ -19,6 +19,8 @@ batches, so the number of shuffled elements does not grow with the number of par
      as one array per block;
   3. a `GroupByKey` per block joins its documents with their loss rows.
 A worker holds one hash shard's occurrences (24 bytes each, no text) or one block's documents.
+Each shuffle is counted on both sides (dedup_documents_in / _occurrences_out / _occurrences_in /
+_loss_rows_out / _loss_rows_applied), and pipeline/conservation.py fails a run where they differ.
 Documents cross the shuffle as bytes (`documents_to_bytes`: pickled once per batch). An earlier
 version shuffled one element per (document, distinct paragraph), one per loss and one per
 document: Beam's per-element cost was the largest item of the job's profile (docs/benchmarks.md).
@@ -201,6 +203,8 @@ class _HashParagraphsFn(beam.DoFn):
 
     def __init__(self, segments: _Segments):
         self.segments = segments
+        self.docs_in = Metrics.counter(NAMESPACE, "dedup_documents_in")
+        self.occurrences_out = Metrics.counter(NAMESPACE, "dedup_occurrences_out")
 
     def start_bundle(self):
         self.blocks: dict[tuple[int, int], list] = defaultdict(list)
@@ -208,6 +212,7 @@ class _HashParagraphsFn(beam.DoFn):
         self.n_occurrences = self.chars = 0
 
     def process(self, doc: Document):
+        self.docs_in.inc()
         segment = self.segments.segment_of(doc)
         hashes = line_hashes(doc.raw_content)
         self.blocks[(segment, doc.record_offset // BLOCK_RECORDS)].append((doc, hashes))
@@ -229,6 +234,7 @@ class _HashParagraphsFn(beam.DoFn):
             yield wrap((block, (DOCS, value)))
         for group, rows in self.occurrences.items():
             occ = np.array(rows, dtype=OCCURRENCE)
+            self.occurrences_out.inc(len(occ))
             for (shard,), part in split_by_key(occ, occ["hash"] % np.uint64(self.segments.shards(group))):
                 yield beam.pvalue.TaggedOutput(self.OCCURRENCES, wrap(((group, shard), part)))
         self.start_bundle()
@@ -244,11 +250,16 @@ class _JudgeShardFn(beam.DoFn):
         self.mode = mode
         self.top = top
         self.duplicated = Metrics.counter(NAMESPACE, "duplicated_paragraph_hashes")
+        self.occurrences_in = Metrics.counter(NAMESPACE, "dedup_occurrences_in")
+        self.losses_out = Metrics.counter(NAMESPACE, "dedup_loss_rows_out")
 
     def process(self, element):
         _, parts = element
-        losses, duplicated = judge_occurrences(np.concatenate(list(parts)), self.mode)
+        occurrences = np.concatenate(list(parts))
+        self.occurrences_in.inc(len(occurrences))
+        losses, duplicated = judge_occurrences(occurrences, self.mode)
         self.duplicated.inc(len(duplicated))
+        self.losses_out.inc(len(losses))
         for item in top_duplicated(duplicated, self.top):
             yield beam.pvalue.TaggedOutput(self.DUPLICATED, item)
         for block, part in split_by_key(losses, losses["segment"], losses["record"] // BLOCK_RECORDS):
@@ -271,6 +282,7 @@ class _DropLinesFn(beam.DoFn):
         self.chars_kept = Metrics.counter(NAMESPACE, "chars_after_dedup")
         self.emptied = Metrics.counter(NAMESPACE, "documents_emptied")
         self.docs_out = Metrics.counter(NAMESPACE, "documents_after_dedup")
+        self.losses_in = Metrics.counter(NAMESPACE, "dedup_loss_rows_applied")
 
     def process(self, element, top=()):
         (segment, _), values = element
@@ -280,6 +292,7 @@ class _DropLinesFn(beam.DoFn):
                 docs, hashes = value
                 batches.append(zip(documents_from_bytes(docs), pickle.loads(hashes)))
                 continue
+            self.losses_in.inc(len(value))
             for record, h in zip(value["record"].tolist(), value["hash"].tolist()):
                 lost[record].add(h)
         top_here = {(loc[1], loc[2]): (n_docs, h) for n_docs, h, loc in top if loc[0] == segment}

@@ -35,6 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.batch import BatchDocuments
+from pipeline.leftovers import staging_path
 from pipeline.schema import PARQUET_SCHEMA, Document, documents_from_bytes, documents_to_bytes
 
 NAMESPACE = "cc100"
@@ -44,6 +45,7 @@ ALL_BUCKETS = "all"  # documents without a perplexity bucket
 STATS_FILE = "stats.json"
 FILES_REPORT = "files.jsonl"
 PARQUET_METADATA_KEY = b"cc100"
+WRITE_COUNTER_PREFIX = "documents_to_write:"  # + "{language}:{bucket}", see write_counter
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -83,10 +85,17 @@ def match_inputs(patterns: Sequence[str]) -> list[str]:
 
 
 def partition_of(doc: Document) -> tuple[str, str]:
-    """(language, bucket) directory names of a document; safe as path components."""
-    language = _SAFE_NAME_RE.sub("_", doc.language or "") or UNDEFINED_LANGUAGE
-    bucket = _SAFE_NAME_RE.sub("_", doc.bucket or "") or ALL_BUCKETS
-    return language, bucket
+    """(language, bucket) directory names of a document; safe as path components.
+
+    Language identification drops labels that are not language codes; this is the second
+    line: no name can be "." or ".." or hidden, or hold a separator.
+    """
+    return _path_part(doc.language, UNDEFINED_LANGUAGE), _path_part(doc.bucket, ALL_BUCKETS)
+
+
+def _path_part(name: str | None, default: str) -> str:
+    part = _SAFE_NAME_RE.sub("_", name or "") or default
+    return "_" + part if part.startswith(".") else part
 
 
 def shard_of(doc: Document, n_shards: int) -> int:
@@ -140,12 +149,19 @@ class _WritePartFn(beam.DoFn):
         yield {"path": path, "language": language, "bucket": bucket, "documents": rows}
 
 
+def write_counter(language: str, bucket: str) -> str:
+    """Name of the counter of documents entering WriteByLanguage for one partition (checked
+    against the Parquet rows of {language}/{bucket}/ before the commit)."""
+    return f"{WRITE_COUNTER_PREFIX}{language}:{bucket}"
+
+
 def _by_partition(batch: list[Document]):
     """A batch of documents -> ((language, bucket), (count, documents as bytes)) per partition."""
     parts: dict[tuple[str, str], list[Document]] = {}
     for doc in batch:
         parts.setdefault(partition_of(doc), []).append(doc)
     for partition, docs in parts.items():
+        Metrics.counter(NAMESPACE, write_counter(*partition)).inc(len(docs))
         yield partition, (len(docs), documents_to_bytes(docs))
 
 
@@ -243,7 +259,7 @@ def check_output(output: str, overwrite: bool) -> None:
 
 def create_staging(output: str) -> str:
     """A new staging directory beside `output`, probed for writing; CorpusIOError if impossible."""
-    staging = f"{output.rstrip('/')}.tmp-{uuid.uuid4().hex[:12]}"
+    staging = staging_path(output)  # names its owner, so a later run can remove it if killed
     probe = FileSystems.join(staging, ".write-probe")
     try:
         if _is_local(staging):

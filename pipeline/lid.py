@@ -19,6 +19,7 @@ import argparse
 import importlib.util
 import mmap
 import os
+import re
 import struct
 import sys
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ LABEL_PREFIX = "__label__"
 DEFAULT_THRESHOLD = 0.5
 LID_MODES = ("doc", "per-paragraph")
 SCORE_DECIMALS = 2  # cc_net's Classifier(rounding=2)
+# What a label must look like to become a directory name (OUTPUT/{language}/...): an ISO 639
+# code, optionally with BCP 47-style subtags ("en", "als", "zh-Hant", "eng_Latn"). Anything else
+# (a custom model's "__label__.." or "a/b") is counted and dropped, never turned into a path.
+_LANGUAGE_CODE_RE = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
 # Clearly monolingual sentences and their ISO 639-1 labels, for the self-check.
 SELF_CHECK_SENTENCES = {
@@ -199,6 +204,11 @@ def _strip_label(label: str) -> str:
     return label[len(LABEL_PREFIX) :] if label.startswith(LABEL_PREFIX) else label
 
 
+def is_language_code(label: str) -> bool:
+    """Does a predicted label look like a language code (and so is safe as a path part)?"""
+    return _LANGUAGE_CODE_RE.fullmatch(label) is not None
+
+
 def predict_language(model, text: str) -> tuple[str, float] | None:
     """cc_net's document LID: top-1 label of the text with "\\n" removed, score rounded to 2 places.
 
@@ -293,6 +303,7 @@ class IdentifyLanguageFn(beam.DoFn):
         self.n_empty = Metrics.counter(METRICS_NAMESPACE, "lid_dropped_empty")
         self.n_threshold = Metrics.counter(METRICS_NAMESPACE, "lid_dropped_threshold")
         self.n_filtered = Metrics.counter(METRICS_NAMESPACE, "lid_dropped_language_filter")
+        self.n_bad_label = Metrics.counter(METRICS_NAMESPACE, "lid_dropped_bad_label")
         self.n_out = Metrics.counter(METRICS_NAMESPACE, "lid_documents_out")
 
     def process(self, batch: list[Document]) -> Iterable[Document]:
@@ -303,6 +314,9 @@ class IdentifyLanguageFn(beam.DoFn):
                 self.n_empty.inc()
                 continue
             language, score = prediction
+            if not is_language_code(language):
+                self.n_bad_label.inc()
+                continue
             if score < self.config.threshold:
                 self.n_threshold.inc()
                 continue
@@ -321,8 +335,8 @@ class IdentifyLanguage(beam.PTransform):
     """Documents -> documents with `language`/`language_score` (cc_net's LID), low scores dropped.
 
     Flags: --lid-model (model), --lang-threshold (threshold), --lid doc|per-paragraph (mode),
-    --langs (langs). Counters: lid_dropped_empty, lid_dropped_threshold,
-    lid_dropped_language_filter, lid_documents_in/out.
+    --langs (langs). Counters: lid_dropped_empty, lid_dropped_bad_label (a label that is not a
+    language code), lid_dropped_threshold, lid_dropped_language_filter, lid_documents_in/out.
     """
 
     def __init__(

@@ -4,9 +4,11 @@
                  --output DIR [--workers N] [--min-len 300] [--dedup ccnet|keep-first]
                  [--dedup-group-size N] [--lm-dir DIR] [--langs en,fr] [--overwrite] [Beam flags]
 
-`main` checks inputs, output, models and the work directory before anything runs, builds the
-chain of stages (`build_pipeline`), runs it on the local FnApiRunner (or the --runner given),
-then writes stats.json and commits the staging directory to --output by rename. Segments whose
+`main` removes what killed runs on the same output left (pipeline/leftovers.py), checks inputs,
+output, models and the work directory before anything runs, builds the chain of stages
+(`build_pipeline`), runs it on the local FnApiRunner (or the --runner given), checks that no
+stage lost data (pipeline/conservation.py; a mismatch commits nothing and exits 1), then writes
+stats.json and commits the staging directory to --output by rename. Segments whose
 download failed for good are reported; without --allow-failed-segments nothing is committed,
 the run exits 1, and the work directory keeps every finished segment for the re-run.
 """
@@ -24,6 +26,7 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from pipeline.buckets import CUTOFFS_FILE, AssignBuckets, format_language_table, summarize_counters  # noqa: E402
+from pipeline.conservation import check_conservation  # noqa: E402
 from pipeline.dedup import DedupParagraphs  # noqa: E402
 from pipeline.download import DownloadError, redact_url  # noqa: E402
 from pipeline.io import (  # noqa: E402
@@ -40,6 +43,7 @@ from pipeline.io import (  # noqa: E402
     write_json,
 )
 from pipeline import logs  # noqa: E402
+from pipeline.leftovers import committed_run_left_work_dir, remove_dead_staging  # noqa: E402
 from pipeline.lid import IdentifyLanguage  # noqa: E402
 from pipeline.near_dedup import NearDedup  # noqa: E402
 from pipeline.options import (  # noqa: E402
@@ -53,6 +57,7 @@ from pipeline.options import (  # noqa: E402
 from pipeline.perplexity import ScorePerplexity, validate_models  # noqa: E402
 from pipeline.segments import (  # noqa: E402
     FAILED_RUN_STATS,
+    WORK_CONFIG,
     FetchSettings,
     ReadSegments,
     Segment,
@@ -89,7 +94,8 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
         fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
                               config.retry_policy())
     docs = p | "ReadSegments" >> ReadSegments(
-        segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT))
+        segments, work_dir, config.min_len, fetch, report_path=FileSystems.join(root, FILES_REPORT),
+        max_record_bytes=config.max_record_bytes)
     docs = docs | "DedupParagraphs" >> DedupParagraphs(
         [s.name for s in segments], config.dedup, config.dedup_group_size,
         top_lines_path=FileSystems.join(root, TOP_LINES_FILE))
@@ -164,6 +170,17 @@ def _error(message: str) -> None:
     print(f"cc100 corpus: {message}", file=sys.stderr)
 
 
+def remove_leftovers(config: CorpusConfig, work_dir: str) -> None:
+    """What killed runs of this stage on this output left (pipeline/leftovers.py): their staging
+    directories, and the work directory of a run killed right after its commit (unless this
+    run, with --overwrite, resumes from it and removes it at its end)."""
+    remove_dead_staging(config.output)
+    stats_path = FileSystems.join(config.output, STATS_FILE)
+    if not config.overwrite and committed_run_left_work_dir(config.output, stats_path, work_dir, WORK_CONFIG):
+        LOG.info("removing %s, the work directory of the run committed to %s", work_dir, config.output)
+        clear_work_dir(work_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -172,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     _setup_logging(args.verbose)
     work_dir = config.work
-    fingerprint = work_fingerprint(config.min_len)
+    fingerprint = work_fingerprint(config.min_len, config.max_record_bytes)
     work_state = None
+    remove_leftovers(config, work_dir)
     work_existed = "://" not in work_dir and os.path.isdir(work_dir)
     try:
         files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
@@ -243,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             "problem_files": [{"path": r["path"], "problems": r["problems"]}
                               for r in reports if r["problems"] and not r.get("failed")],
         }
-        committed = not failed or config.allow_failed_segments
+        imbalances = check_conservation(counters, parts, len(reports), len(segments), config.near_dedup)
+        stats["conservation"] = {"failed": [i.to_dict() for i in imbalances]}
+        committed = not imbalances and (not failed or config.allow_failed_segments)
         stats["committed"] = committed
         if committed:
             write_json(FileSystems.join(staging, STATS_FILE), stats)  # last: marks the run finished
@@ -258,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         LOG.info("finished segments stay in %s: re-running the same command resumes from them", work_dir)
         if args.verbose:
             raise
+        return 1
+    if imbalances:
+        more = f" (and {len(imbalances) - 1} more)" if len(imbalances) > 1 else ""
+        _error(f"conservation check failed, so {config.output} was not written: {imbalances[0].line()}"
+               f"{more}; the counters are in {FileSystems.join(work_dir, FAILED_RUN_STATS)}")
         return 1
     if committed and not failed and not config.keep_work:
         clear_work_dir(work_dir)

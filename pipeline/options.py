@@ -31,6 +31,7 @@ from pipeline.lid import DEFAULT_THRESHOLD, LID_MODES, parse_langs
 from pipeline.near_dedup import UNITS as NEAR_DEDUP_UNITS
 from pipeline.near_dedup import NearDedupConfig
 from pipeline.snapshot import DEFAULT_BASE_URL, parse_segments, validate_base_url, validate_snapshot
+from pipeline.wet import MAX_RECORD_BYTES
 
 # The local runner used when no --runner is given. Beam 2.77's DirectRunner first tries the
 # Prism runner, which downloads a Go binary from the internet (it fails offline, then falls
@@ -45,6 +46,7 @@ class CorpusConfig:
     output: str  # output directory (local path or gs://...)
     workers: int = 1  # local runner parallelism (processes)
     min_len: int = 300  # cc_net: documents with a shorter raw_content are dropped
+    max_record_bytes: int = MAX_RECORD_BYTES  # larger WET record bodies are skipped (counted)
     dedup: str = "ccnet"  # ccnet | keep-first
     dedup_group_size: int | None = None  # segments per dedup group; None = all input
     docs_per_file: int = 50_000  # upper bound of documents per Parquet file (memory of a writer)
@@ -116,6 +118,8 @@ class CorpusConfig:
             raise ValueError(f"workers: --workers must be >= 1, got {self.workers}")
         if self.min_len < 0:
             raise ValueError(f"min_len: --min-len must be >= 0, got {self.min_len}")
+        if self.max_record_bytes < 1:
+            raise ValueError(f"max_record_bytes: --max-record-bytes must be >= 1, got {self.max_record_bytes}")
         if self.dedup not in DEDUP_MODES:
             raise ValueError(f"dedup: --dedup must be one of {', '.join(DEDUP_MODES)}, got {self.dedup!r}")
         if self.dedup_group_size is not None and self.dedup_group_size < 1:
@@ -186,12 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="parallel worker processes of the local runner (default 1)")
     parser.add_argument("--min-len", type=int, default=300, metavar="CHARS",
                         help="drop documents whose text is shorter (default 300, cc_net's value)")
+    parser.add_argument("--max-record-bytes", type=int, default=MAX_RECORD_BYTES, metavar="N",
+                        help="skip (and count as record_too_large) WET records whose body is "
+                        f"larger (default {MAX_RECORD_BYTES}: 4 MiB; Common Crawl truncates "
+                        "fetched pages at 1 MiB)")
     parser.add_argument("--dedup", choices=DEDUP_MODES, default="ccnet",
                         help="ccnet: a paragraph found in 2+ documents is removed from all of them "
                         "(default); keep-first: keep its first copy by (segment, record)")
     parser.add_argument("--dedup-group-size", type=int, default=None, metavar="N",
-                        help="deduplicate within groups of N consecutive input files "
-                        "(cc_net uses 50); default: the whole input is one group")
+                        help="deduplicate within groups of N consecutive input files; default: "
+                        "the whole input is one group. cc_net groups 50 of a snapshot's 1,600 hash "
+                        "shards: 1/32 of the snapshot, ~2000 WET files (use files / 32)")
     parser.add_argument("--docs-per-file", type=int, default=50_000, metavar="N",
                         help="at most about N documents per Parquet file (default 50000)")
     parser.add_argument("--overwrite", action="store_true",
@@ -276,6 +285,7 @@ def parse_args(argv: list[str]) -> tuple[CorpusConfig, argparse.Namespace]:
             output=args.output,
             workers=args.workers,
             min_len=args.min_len,
+            max_record_bytes=args.max_record_bytes,
             dedup=args.dedup,
             dedup_group_size=args.dedup_group_size,
             docs_per_file=args.docs_per_file,
@@ -380,6 +390,8 @@ def make_runner(config: CorpusConfig, options: PipelineOptions):
 
     from apache_beam.transforms import environments
 
+    disable_timed_data_flush()
+
     class LocalRunner(fn_runner.FnApiRunner):
         """FnApiRunner whose worker processes (multi_processing) start as `python -m
         pipeline.beam_worker`, so they log like the main process (pipeline/logs.py)."""
@@ -394,3 +406,24 @@ def make_runner(config: CorpusConfig, options: PipelineOptions):
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options(drop_default=True))
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
     return LocalRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
+def disable_timed_data_flush() -> None:
+    """Make the local runner's data plane send a bundle's input only from the sending thread.
+
+    Beam's FnApiRunner sends every bundle's input to its gRPC workers (--workers > 1) through a
+    `TimeBasedBufferingClosableOutputStream` (worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 1000).
+    Its timer thread flushes with `flush_callback(self.get()); self._clear()` while the runner
+    thread keeps writing, and `write` takes no lock: whatever is written while the callback
+    waits (a full send queue, i.e. a busy worker) is cleared unsent. Whole chunks of a stage's
+    input vanish and the job exits 0 (issue #14: documents and dedup losses, under CPU load).
+    With the limit at 0 the stream only flushes when the runner closes it: a bundle's input
+    goes as one message, as the input of a GroupByKey already does. docs/beam_data_plane_race.md
+    has the reproduction and the report for Beam.
+    """
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    if not hasattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS"):  # Beam changed: re-check the race
+        raise RuntimeError("apache_beam.runners.portability.fn_api_runner.worker_handlers has no "
+                           "DATA_BUFFER_TIME_LIMIT_MS any more; see docs/beam_data_plane_race.md")
+    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0

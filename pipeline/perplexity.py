@@ -11,6 +11,15 @@ whose paragraphs are glued without a space ("end of one.Start of next"). That qu
 cc_net's published cutoffs were computed with, so it is the default here; `per_line=True`
 normalises and scores each paragraph separately (the same formula over several lines).
 
+Memory: SentencePiece needs about 100 bytes per character of the line it encodes (a 60 MB
+document as one line took 6.4 GB). A line longer than LONG_LINE_CHARS is therefore encoded and
+scored in pieces cut at spaces, with KenLM's state carried across them: the same pieces (a
+SentencePiece unigram model with default settings never puts a piece across a space) and the
+same float32 sum in the same order as `model.score`, so the perplexity is identical, and memory
+stays that of one piece. (A piece with no space for LONG_LINE_CHARS characters, e.g. long
+unspaced CJK text, is cut there: the pieces next to that cut may differ.) Shorter lines, nearly
+all of them, take the batched path unchanged.
+
 Models: LM_DIR/{lang}.sp.model and LM_DIR/{lang}.arpa.bin (cc_net's layout). A language without
 them gets perplexity None (and later bucket "all"), counted. Each worker process loads a
 language's models once, the first time a document in that language arrives, so only the
@@ -20,7 +29,7 @@ languages present are ever loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -33,6 +42,7 @@ from pipeline.tools import ModelFileError, local_copy, require_file
 METRICS_NAMESPACE = "cc100"
 SP_SUFFIX = ".sp.model"
 LM_SUFFIX = ".arpa.bin"
+LONG_LINE_CHARS = 1 << 18  # longer normalised lines are encoded and scored in pieces
 
 
 # -- pure scoring --------------------------------------------------------------------------
@@ -64,13 +74,55 @@ def perplexity(score: Callable[[str], float], tokenized: list[str]) -> float | N
     `score` is KenLM's `model.score` (with <s> and </s>, hence the +1 per line).
     None when there is nothing to score.
     """
+    return _perplexity((score(line), len(line.split()) + 1) for line in tokenized)
+
+
+def _perplexity(line_scores: Iterable[tuple[float, int]]) -> float | None:
+    """`perplexity` from (log10 score, tokens + 1) per line, summed in line order."""
     log_score, length = 0.0, 0
-    for line in tokenized:
-        log_score += score(line)
-        length += len(line.split()) + 1
+    for line_score, line_length in line_scores:
+        log_score += line_score
+        length += line_length
     if length == 0:
         return None
     return round(pp(log_score, length), 1)
+
+
+def pieces_at_spaces(line: str, size: int = LONG_LINE_CHARS) -> Iterator[str]:
+    """`line` in consecutive pieces of at most `size` characters, each cut just before a space
+    (SentencePiece drops the space at a piece's edge and adds it back as the next word's "▁");
+    a stretch without a space is cut at `size`."""
+    start = 0
+    while len(line) - start > size:
+        cut = line.rfind(" ", start + 1, start + size + 1)
+        if cut <= start:
+            cut = start + size
+        yield line[start:cut]
+        start = cut
+    yield line[start:]
+
+
+def score_long_line(sp, lm, line: str) -> tuple[float, int]:
+    """(KenLM log10 score, tokens + 1) of one normalised line, in bounded memory.
+
+    Equal to (lm.score(t), len(t.split()) + 1) for t = the line's pieces joined by spaces:
+    KenLM's `score` sums BaseScore over the words (bytes split on ASCII whitespace) from <s>,
+    then </s>, in a C float; this does the same with the state carried from piece to piece.
+    """
+    import kenlm
+    import numpy as np
+
+    state, out = kenlm.State(), kenlm.State()
+    lm.BeginSentenceWrite(state)
+    total, length = np.float32(0.0), 1  # +1: </s>
+    for piece in pieces_at_spaces(line):
+        (tokenized,) = tokenize(sp, [piece])
+        length += len(tokenized.split())
+        for word in tokenized.encode("utf-8").split():  # KenLM's split: ASCII whitespace
+            total = np.float32(total + np.float32(lm.BaseScore(state, word.decode("utf-8"), out)))
+            state, out = out, state
+    total = np.float32(total + np.float32(lm.BaseScore(state, "</s>", out)))
+    return float(total), length
 
 
 def score_document(text: str, sp, lm, per_line: bool = False) -> float | None:
@@ -79,11 +131,19 @@ def score_document(text: str, sp, lm, per_line: bool = False) -> float | None:
 
 
 def score_documents(texts: list[str], sp, lm, per_line: bool = False) -> list[float | None]:
-    """`score_document` of many texts of one language, with one SentencePiece call for all."""
+    """`score_document` of many texts of one language, with one SentencePiece call for all
+    lines up to LONG_LINE_CHARS (longer ones: `score_long_line`)."""
     doc_lines = [lm_lines(text, per_line) for text in texts]
-    tokenized = iter(tokenize(sp, [line for lines in doc_lines for line in lines]))
-    return [perplexity(lm.score, [next(tokenized) for _ in lines]) if lines else None
-            for lines in doc_lines]
+    short = [line for lines in doc_lines for line in lines if len(line) <= LONG_LINE_CHARS]
+    tokenized = iter(tokenize(sp, short))
+
+    def line_score(line: str) -> tuple[float, int]:
+        if len(line) > LONG_LINE_CHARS:
+            return score_long_line(sp, lm, line)
+        t = next(tokenized)
+        return lm.score(t), len(t.split()) + 1
+
+    return [_perplexity([line_score(line) for line in lines]) for lines in doc_lines]
 
 
 # -- model files ---------------------------------------------------------------------------

@@ -53,7 +53,7 @@ FUNNEL: tuple[tuple[str, tuple[str, ...], bool], ...] = (
 # Counters explaining the drops between funnel stages, shown under the funnel.
 DROP_COUNTERS = (
     "bad_wet_record", "docs_too_short", "documents_emptied", "duplicate_lines_removed",
-    "near_dup_docs_removed", "lid_dropped_empty", "lid_dropped_threshold",
+    "near_dup_docs_removed", "lid_dropped_empty", "lid_dropped_bad_label", "lid_dropped_threshold",
     "lid_dropped_language_filter", "perplexity_no_model",
 )
 COUNTERS_KEY = "counters"  # stats["counters"]: {name: int}; top-level numbers are used too

@@ -22,16 +22,16 @@ class Document:
     url: str
     date_download: str  # WARC-Date, as written in the record (ISO 8601, UTC)
     digest: str  # WARC-Block-Digest, e.g. "sha1:Y42IJIUOVQKKDZTLUA6674WDSQI5HWJR"
-    source_domain: str  # host of `url`, without a leading "www."
+    source_domain: str  # netloc of `url` as written ("www." and port kept), as cc_net
     title: str  # first line of the record's text
     raw_content: str  # the other lines, stripped, "\n"-joined
-    length: int  # len(raw_content), in characters
+    length: int  # len(raw_content) in characters (after dedup: of the kept lines), as cc_net's output
     nlines: int  # raw_content.count("\n") + 1
     cc_segment: str  # the WET file this record came from (path or URL as given)
     record_offset: int = 0  # index of the record inside its WET file (deterministic order)
+    original_length: int = 0  # WARC Content-Length of the record, in bytes, as cc_net
     # -- after paragraph deduplication (pipeline/dedup.py) ----------------------------------
-    original_nlines: int = 0
-    original_length: int = 0
+    original_nlines: int = 0  # nlines before dedup
     line_ids: list[int] = field(default_factory=list)  # indices of the kept lines
     # -- after language identification (pipeline/lid.py) ------------------------------------
     language: str | None = None

@@ -5,7 +5,8 @@ wet.paths.gz (`--snapshot`), fetched over HTTP with retries and Range resume
 (pipeline/snapshot.py). Turning a segment into Documents (download, parse, --min-len filter) is
 the expensive part of a run, and the only part that is per segment. So it is checkpointed:
 
-    WORK/work.json                      what the spools were made with (min_len, format)
+    WORK/work.json                      what the spools were made with (min_len, max_record_bytes,
+                                        format)
     WORK/segments/{name}-{key}.parquet  a finished segment: its Documents (PARQUET_SCHEMA, before
                                         dedup, record_offset kept) and, in the footer, its
                                         per-file report; written under a temporary name and
@@ -16,8 +17,10 @@ the expensive part of a run, and the only part that is per segment. So it is che
 segment and writes its spool while passing the Documents on. Everything after it - paragraph
 dedup (whose groups span segments), LID, perplexity, buckets, writing - is recomputed from the
 documents of all segments on every run; so a resumed run skips only download + parse, and its
-output is identical to an uninterrupted run's. A segment whose download fails for good goes to
-a tagged output (never silently skipped); its absence is reported, and a re-run fetches it.
+output is identical to an uninterrupted run's. A segment's documents leave only from its
+committed spool, so they reach the output entirely or not at all. A segment whose download fails
+for good, or whose read breaks off, goes to a tagged output (never silently skipped, never
+half kept); its absence is reported, and a re-run fetches it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from pipeline.download import RetryPolicy
 from pipeline.io import CorpusIOError, remove_tree, write_json
 from pipeline.progress import Progress
 from pipeline.schema import PARQUET_SCHEMA, Document, document_from_row
-from pipeline.wet import SKIP_REASONS, WetFileReport, read_wet_file
+from pipeline.wet import MAX_RECORD_BYTES, SKIP_REASONS, WetFileReport, read_wet_file
 
 NAMESPACE = "cc100"
 LOG = logging.getLogger("cc100.corpus")
@@ -108,10 +111,10 @@ def snapshot_segments(paths: Sequence[str]) -> list[Segment]:
 # -- the work directory -------------------------------------------------------------------------
 
 
-def work_fingerprint(min_len: int) -> dict:
+def work_fingerprint(min_len: int, max_record_bytes: int = MAX_RECORD_BYTES) -> dict:
     """What the spools depend on. Not the segment selection: spools are per segment, so a run
     over 0-199 reuses those of an earlier run over 0-99; nor dedup/LID/buckets: recomputed."""
-    return {"spool_version": SPOOL_VERSION, "min_len": min_len}
+    return {"spool_version": SPOOL_VERSION, "min_len": min_len, "max_record_bytes": max_record_bytes}
 
 
 def spool_dir(work_dir: str) -> str:
@@ -415,10 +418,12 @@ class ProcessSegmentFn(beam.DoFn):
     REPORTS = "file_reports"
     FAILED = "failed_segments"
 
-    def __init__(self, work_dir: str, min_len: int, fetch: FetchSettings | None = None):
+    def __init__(self, work_dir: str, min_len: int, fetch: FetchSettings | None = None,
+                 max_record_bytes: int = MAX_RECORD_BYTES):
         self.work_dir = work_dir
         self.min_len = min_len
         self.fetch = fetch
+        self.max_record_bytes = max_record_bytes
 
     def setup(self):
         names = FILE_COUNTERS + SEGMENT_COUNTERS + tuple(f"bad_wet_record_{r}" for r in SKIP_REASONS)
@@ -477,17 +482,37 @@ class ProcessSegmentFn(beam.DoFn):
                 self._inc("download_bytes", result.bytes)
                 self._inc("downloads_resumed", int(result.resumed))
 
+        report = self._spool_segment(segment, local, spool)
+        if download is not None:
+            self.fetcher.discard(segment.name)  # bounded disk: the spool holds what we need
+        self._inc("segments_parsed")
+        if report["unreadable"]:  # maybe transient (a gs:// hiccup): not checkpointed, no document
+            for name in ("files_read", "files_failed", "segments_failed"):
+                self._inc(name)
+            LOG.warning("segment %s FAILED: %s", segment.name, report["error"])
+            yield beam.pvalue.TaggedOutput(self.FAILED, {
+                "path": segment.name, "reason": report["error"], "attempts": 1, "status": None,
+                "permanent": False, "documents_discarded": report["documents"],
+                "problem": f"read failed, none of its {report['documents']} documents kept: {report['error']}"})
+            return
+        _, docs = open_spool(spool)  # all of the segment or nothing: only a committed spool is read
+        yield from docs
+        yield from self._finish({**report, "source": "download" if segment.remote else "file",
+                                 **({"download": download} if download else {})})
+
+    def _spool_segment(self, segment: Segment, local: str, spool: str) -> dict:
+        """Parse the segment into its spool (committed only when the whole file was read);
+        returns its report. No document leaves before the read is complete (issue #15 §5)."""
         report_obj = WetFileReport(segment.name)
         writer = SpoolWriter(spool)
         try:
-            for doc in read_wet_file(local, self.min_len, report_obj):
+            for doc in read_wet_file(local, self.min_len, report_obj, self.max_record_bytes):
                 if segment.remote:
                     doc = doc.replace(cc_segment=segment.name)
                 writer.add(doc)
-                yield doc
             report_obj.path = segment.name
             report = {**report_obj.to_dict(), "unreadable": report_obj.unreadable}
-            if report_obj.unreadable:  # maybe transient (a gs:// hiccup): not checkpointed
+            if report_obj.unreadable:
                 writer.abort()
             else:
                 writer.commit(report)
@@ -495,11 +520,7 @@ class ProcessSegmentFn(beam.DoFn):
         except BaseException:
             writer.abort()
             raise
-        if download is not None:
-            self.fetcher.discard(segment.name)  # bounded disk: the spool holds what we need
-        self._inc("segments_parsed")
-        yield from self._finish({**report, "source": "download" if segment.remote else "file",
-                                 **({"download": download} if download else {})})
+        return report
 
     def _finish(self, report: dict):
         for name, n in report_counts(report).items():
@@ -524,7 +545,8 @@ class ReadSegments(beam.PTransform):
     """
 
     def __init__(self, segments: Sequence[Segment], work_dir: str, min_len: int = 300,
-                 fetch: FetchSettings | None = None, report_path: str | None = None):
+                 fetch: FetchSettings | None = None, report_path: str | None = None,
+                 max_record_bytes: int = MAX_RECORD_BYTES):
         super().__init__()
         if any(s.remote for s in segments) and fetch is None:
             raise ValueError("ReadSegments: remote segments need FetchSettings")
@@ -533,6 +555,7 @@ class ReadSegments(beam.PTransform):
         self.min_len = min_len
         self.fetch = fetch
         self.report_path = report_path
+        self.max_record_bytes = max_record_bytes
 
     def expand(self, pbegin):
         results = (
@@ -540,13 +563,14 @@ class ReadSegments(beam.PTransform):
             | "ListSegments" >> beam.Create(self.segments)
             | "SpreadSegments" >> beam.Reshuffle()
             | "ProcessSegments"
-            >> beam.ParDo(ProcessSegmentFn(self.work_dir, self.min_len, self.fetch)).with_outputs(
+            >> beam.ParDo(ProcessSegmentFn(self.work_dir, self.min_len, self.fetch,
+                                           self.max_record_bytes)).with_outputs(
                 ProcessSegmentFn.REPORTS, ProcessSegmentFn.FAILED, main="documents"
             )
         )
         if self.report_path:
             failed = results[ProcessSegmentFn.FAILED] | "MarkFailed" >> beam.Map(
-                lambda f: {**f, "failed": True, "problems": [f"download failed: {f['reason']}"]})
+                lambda f: {**f, "failed": True, "problems": [f.get("problem") or f"download failed: {f['reason']}"]})
             _ = (
                 (results[ProcessSegmentFn.REPORTS], failed)
                 | "AllSegmentReports" >> beam.Flatten()

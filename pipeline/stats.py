@@ -20,17 +20,19 @@ MAX_LISTED_PARTITIONS = 20
 COUNTER_HELP = {
     "files_read": "input files processed",
     "files_failed": "input files that could not be opened or read",
-    "files_truncated": "gzip inputs that end early or are corrupt (records before the cut kept)",
+    "files_truncated": "gzip inputs that end inside a gzip member (records before the cut kept)",
     "files_empty": "input files with no WARC record",
     "files_without_conversion_records": "input files with records but no WET conversion record",
     "records_read": "WARC records read (all types)",
     "conversion_records": "WET conversion records (one per page)",
     "non_conversion_records": "records of other types (warcinfo, response, ...), skipped",
     "bad_wet_record": "records or byte ranges skipped as malformed (sum of bad_wet_record_*)",
-    "bad_wet_record_garbage": "ranges of bytes between records that are not a record",
+    "bad_wet_record_garbage": "ranges of bytes between records (or gzip members) that are not one",
+    "bad_wet_record_corrupt_gzip": "gzip members that fail to decompress (bad data or checksum): "
+                                   "their record is lost, reading resumes at the next member",
     "bad_wet_record_bad_header": "records whose header block is not WARC headers",
     "bad_wet_record_truncated_record": "records cut off by the end of the input",
-    "bad_wet_record_record_too_large": "records without a boundary within 64 MiB",
+    "bad_wet_record_record_too_large": "records whose body is larger than --max-record-bytes",
     "bad_wet_record_missing_url": "conversion records without WARC-Target-URI",
     "garbage_bytes_skipped": "bytes skipped between records",
     "content_length_mismatch": "records whose Content-Length was wrong, re-delimited and kept",
@@ -50,7 +52,12 @@ COUNTER_HELP = {
     "segments_from_spool": "segments read back from the work dir's spools (finished by an earlier run)",
     "segments_spooled": "segments whose documents were written to a spool in this run",
     "segments_downloaded": "snapshot segments downloaded in this run",
-    "segments_failed": "snapshot segments whose download failed for good (see failed_segments)",
+    "segments_failed": "segments that failed for good: download, or a read that broke off (see failed_segments)",
+    "dedup_documents_in": "documents entering deduplication (checked: = documents_read)",
+    "dedup_occurrences_out": "(document, distinct paragraph) rows sent to the hash shards",
+    "dedup_occurrences_in": "(document, distinct paragraph) rows the hash shards received",
+    "dedup_loss_rows_out": "(document, paragraph) removals the hash shards sent to the documents",
+    "dedup_loss_rows_applied": "(document, paragraph) removals that reached their documents",
     "spools_unreadable": "spools that could not be read back; their segments were processed again",
     "download_retries": "failed download attempts that were retried (429, 5xx, resets, truncation)",
     "download_bytes": "bytes of the WET files downloaded in this run",
@@ -151,6 +158,7 @@ def format_summary(stats: dict) -> str:
             f"{c['bad_wet_record_' + r]} {label}"
             for r, label in (
                 ("garbage", "garbage ranges"),
+                ("corrupt_gzip", "corrupt gzip members"),
                 ("bad_header", "bad headers"),
                 ("truncated_record", "truncated"),
                 ("record_too_large", "too large"),
@@ -159,7 +167,7 @@ def format_summary(stats: dict) -> str:
         ),
         f"  repaired       {_n(c['content_length_mismatch'])} wrong Content-Length, "
         f"{_n(c['invalid_utf8_records'])} invalid UTF-8 (replaced by U+FFFD); kept",
-        f"  bad files      {c['files_failed']} unreadable, {c['files_truncated']} truncated/corrupt gzip, "
+        f"  bad files      {c['files_failed']} unreadable, {c['files_truncated']} truncated gzip, "
         f"{c['files_empty']} empty, {c['files_without_conversion_records']} without conversion records",
         f"  too short      {_n(c['docs_too_short'])} documents under {cfg['min_len']} characters",
         f"  dedup          {cfg['dedup']} over {stats['dedup_groups']} group"

@@ -9,14 +9,20 @@ next to the per-line hashing of dedup (about 2 s for the same records).
 
 `iter_wet_records` reads the byte stream itself:
 
-* gzip (multi-member, as Common Crawl writes one member per record) or plain, detected by the
-  magic bytes, decompressed with zlib. Bytes between members that are not a valid member are
-  skipped to the next gzip header (garbage); a cut, or corruption found inside a member, ends
-  the file after the last complete record;
-* records are split by Content-Length, and the split is checked: the body must be followed by a
-  blank line, the next record, or the end. If not, Content-Length lied (or is missing) and the
-  body is re-delimited at the next record boundary (a line end, then `WARC/1.x`);
-* bytes between records that are not a record are skipped up to the next `WARC/1.x` line;
+* gzip (multi-member, as Common Crawl writes one member per record) or plain, detected by a
+  gzip member that decodes in the first read; decompressed with zlib. A member's output is
+  held until its checksum is verified (up to the record limit), so a corrupt member costs its
+  own record only (CORRUPT_GZIP) and reading resumes at the next member header after its start;
+  bytes between members that are not a member are skipped to the next gzip header (GARBAGE);
+  a cut inside the last member ends the file after the last complete record;
+* records are split by Content-Length, and the split is checked: the body must be followed by
+  the next record or the end (after line ends), or by a blank line with no record starting
+  inside the body. If not, Content-Length lied (or is missing) and the body is re-delimited at
+  the next `WARC/1.x` line;
+* bytes between records that are not a record are skipped up to the next `WARC/1.x` line,
+  wherever it starts; a bad header block is skipped from just after its version line;
+* bodies over the record limit (`--max-record-bytes`) are skipped (RECORD_TOO_LARGE) while
+  holding at most about the limit;
 * headers are parsed by *name* (cc_net's positional parser broke on the 2024 layout).
 
 Every problem is counted in a `WetFileReport`, which the Beam DoFn turns into counters.
@@ -42,23 +48,29 @@ GZIP_MEMBER_START = b"\x1f\x8b\x08"  # magic + deflate method
 READ_CHUNK = 64 << 10  # compressed bytes per read (small: zlib copies the unused tail per member)
 MAX_INFLATE = 8 << 20  # decompressed bytes per zlib call (bounds memory on gzip bombs)
 MAX_HEADER_BYTES = 64 << 10  # a WARC header block larger than this is not a header
-MAX_RECORD_BYTES = 64 << 20  # larger bodies are skipped (CC truncates fetches at 1 MiB)
+# Larger record bodies are skipped (RECORD_TOO_LARGE); `--max-record-bytes`. Common Crawl
+# truncates fetched pages at 1 MiB; the WET text of such a page may be larger after charset
+# conversion to UTF-8 (a 1-byte-per-letter Thai or Cyrillic page grows 2-3x), hence 4 MiB.
+MAX_RECORD_BYTES = 4 << 20
 BOUNDARY_LOOKAHEAD = 64  # bytes checked after a body to confirm its Content-Length
+VERSION_LINE_MAX = len(b"WARC/1.0\r\n")
 
-# A record boundary inside a byte stream: a line end (usually a blank line), then the version
-# line of the next record.
-_BOUNDARY_RE = re.compile(rb"\n(?:\r?\n)*WARC/1\.\d\r?\n")
-# What may follow a body whose Content-Length is right: a blank line, a record, or the end.
-_CLEAN_END_RE = re.compile(rb"\r?\n\r?\n|(?:\r?\n)*(?:WARC/1\.|\Z)")
+# What may follow a body whose Content-Length is right: the next record (after line ends) or
+# the end; or a blank line, then something else (garbage, checked further).
+_NEXT_RECORD_RE = re.compile(rb"(?:\r?\n)*(?:WARC/1\.|\Z)")
+_BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
+# The version line that starts a record. Anywhere is a record boundary: garbage or a damaged
+# separator need not end with a line end.
 _VERSION_RE = re.compile(rb"WARC/1\.\d\r?\n")
 
 # Reasons a record or byte range is skipped (counter `bad_wet_record_<reason>`).
-GARBAGE = "garbage"  # bytes between records that are not a record
+GARBAGE = "garbage"  # bytes between records (or between gzip members) that are not one
+CORRUPT_GZIP = "corrupt_gzip"  # a gzip member that fails to decompress; its record is lost
 BAD_HEADER = "bad_header"  # header block without "Name: value" lines / WARC-Type, or too long
 TRUNCATED_RECORD = "truncated_record"  # the input ended (truncated gzip) inside this record
-RECORD_TOO_LARGE = "record_too_large"  # no record boundary within MAX_RECORD_BYTES
+RECORD_TOO_LARGE = "record_too_large"  # a body larger than the record limit
 MISSING_URL = "missing_url"  # a conversion record without WARC-Target-URI
-SKIP_REASONS = (GARBAGE, BAD_HEADER, TRUNCATED_RECORD, RECORD_TOO_LARGE, MISSING_URL)
+SKIP_REASONS = (GARBAGE, CORRUPT_GZIP, BAD_HEADER, TRUNCATED_RECORD, RECORD_TOO_LARGE, MISSING_URL)
 
 
 @dataclass
@@ -86,7 +98,7 @@ class WetFileReport:
     content_length_mismatch: int = 0  # records re-delimited at the next boundary (kept)
     garbage_bytes: int = 0
     skipped: collections.Counter = field(default_factory=collections.Counter)  # reason -> n
-    error: str | None = None  # why reading stopped early (truncated/corrupt gzip, unreadable)
+    error: str | None = None  # why reading stopped early (truncated gzip, unreadable)
     unreadable: bool = False  # the file could not be opened or read at all (error says why)
     seconds: float = 0.0
 
@@ -137,84 +149,157 @@ def _records(n: int) -> str:
 
 
 class InputError(Exception):
-    """The byte stream ended abnormally (truncated or corrupt gzip); earlier bytes are valid."""
+    """The byte stream ended abnormally (truncated gzip); earlier bytes are valid."""
 
 
-def _decompressed_chunks(fileobj: BinaryIO, report: WetFileReport) -> Iterator[bytes]:
-    """Raw bytes -> decompressed bytes; gzip (any number of members) or plain, by magic bytes.
+class _Cut:
+    """Marker in the decompressed stream: the gzip member whose first bytes were just passed on
+    turned out corrupt (only members larger than the hold limit are passed on before their
+    checksum is verified). The record in progress is lost; the bytes after the marker come from
+    the next member."""
 
-    Bytes between two gzip members that are not a member are skipped up to the next gzip magic
-    and counted as garbage. Corruption inside a member, or a cut, ends the stream (InputError).
+
+CUT = _Cut()
+
+
+def _decompressed_chunks(fileobj: BinaryIO, report: WetFileReport, hold: int) -> Iterator[bytes | _Cut]:
+    """Raw bytes -> decompressed bytes; gzip (any number of members) or plain (`_looks_gzipped`).
+
+    Bytes between two gzip members that are not a member are skipped up to the next gzip header
+    (GARBAGE). A member that fails to decompress (bad deflate data, wrong checksum) costs only
+    itself: it is counted (CORRUPT_GZIP) and reading resumes at the next member header after its
+    start. A member's output is held back until its checksum is verified, unless it grows past
+    `hold` bytes (then it is passed on as it comes, and a corruption found later yields CUT). A
+    cut inside the last member ends the stream (InputError) after passing on what it decoded.
     """
     data = fileobj.read(READ_CHUNK)
     if not data:
         return
-    if not data.startswith(GZIP_MAGIC):
+    if not _looks_gzipped(data):
         while data:
             yield data
             data = fileobj.read(READ_CHUNK)
         return
-    inflater, fed = zlib.decompressobj(wbits=31), False
-    while data:
-        while data:
-            try:
-                out = inflater.decompress(data, MAX_INFLATE)
-            except zlib.error as e:
-                if fed:
-                    raise InputError(f"corrupt gzip data ({e})") from None
-                data = _skip_to_gzip_member(data, fileobj, report)
-                inflater = zlib.decompressobj(wbits=31)
-                continue
-            fed = True
-            if out:
-                yield out
-            if inflater.eof:  # end of one member; the next one may follow in `unused_data`
-                data = inflater.unused_data
-                inflater, fed = zlib.decompressobj(wbits=31), False
-            else:
-                data = inflater.unconsumed_tail
-        data = fileobj.read(READ_CHUNK)
-    if fed:
-        tail = inflater.flush()
-        if tail:
-            yield tail
-        if not inflater.eof:
-            raise InputError("truncated gzip (the file ends inside a gzip member)")
+    while True:
+        if len(data) < len(GZIP_MEMBER_START):  # a member may end right at the end of a read
+            data += fileobj.read(READ_CHUNK)
+            if not data:
+                return
+        if data.startswith(GZIP_MEMBER_START) or GZIP_MEMBER_START.startswith(data):
+            data = yield from _gzip_member(data, fileobj, report, hold)
+        else:
+            report.skip(GARBAGE)
+            data, skipped = _skip_to_gzip_member(data, 1, fileobj)
+            report.garbage_bytes += skipped
 
 
-def _skip_to_gzip_member(data: bytes, fileobj: BinaryIO, report: WetFileReport) -> bytes:
-    """Drop bytes up to the next gzip member header (after the first byte); counted as garbage."""
-    report.skip(GARBAGE)
-    start = 1  # the member that failed starts at 0
+def _looks_gzipped(head: bytes) -> bool:
+    """Is this gzip? Yes if a gzip member in the first read decodes (the first member may be
+    damaged, or garbage may come first)."""
+    i = head.find(GZIP_MEMBER_START)
+    for _ in range(8):
+        if i < 0:
+            return False
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out = inflater.decompress(head[i:], 4096)
+        except zlib.error:
+            out = None
+        if out is not None and (out or inflater.eof or len(head) - i < 1024):  # or a short file cut early
+            return True
+        i = head.find(GZIP_MEMBER_START, i + 1)
+    return False
+
+
+def _gzip_member(data: bytes, fileobj: BinaryIO, report: WetFileReport, hold: int):
+    """Decompress the gzip member that starts `data`, passing its output on; returns the
+    compressed bytes after it (after the next member header, when it is corrupt)."""
+    inflater = zlib.decompressobj(wbits=31)
+    member: list[bytes] | None = [data]  # its compressed bytes, to resynchronise from its start
+    member_size = len(data)
+    held: list[bytes] = []
+    held_size, passed = 0, False
+    while True:
+        try:
+            out = inflater.decompress(data, MAX_INFLATE)
+        except zlib.error:
+            report.skip(CORRUPT_GZIP)
+            if passed:
+                yield CUT
+            if member is not None:  # search from just after this member's header
+                data, start = b"".join(member), 1
+            else:  # too large to keep: search from where decoding failed
+                start = 0
+            data, _ = _skip_to_gzip_member(data, start, fileobj)
+            return data
+        if out:
+            held.append(out)
+            held_size += len(out)
+            if held_size > hold:
+                yield from held
+                held, held_size, passed = [], 0, True
+        if inflater.eof:  # checksum verified; the next member may follow in `unused_data`
+            if held:
+                yield b"".join(held)
+            return inflater.unused_data
+        data = inflater.unconsumed_tail
+        if not data:
+            data = fileobj.read(READ_CHUNK)
+            if not data:  # the file ends inside this member: what it decoded is still right
+                try:
+                    held.append(inflater.flush())
+                except zlib.error:
+                    pass
+                yield from (chunk for chunk in held if chunk)
+                raise InputError("truncated gzip (the file ends inside a gzip member)")
+            if member is not None:
+                member.append(data)
+                member_size += len(data)
+                if member_size > hold:
+                    member = None
+
+
+def _skip_to_gzip_member(data: bytes, start: int, fileobj: BinaryIO) -> tuple[bytes, int]:
+    """(bytes from the next gzip member header at or after `start`, bytes skipped before it)."""
+    skipped = 0
     while True:
         i = data.find(GZIP_MEMBER_START, start)
         if i >= 0:
-            report.garbage_bytes += i
-            return data[i:]
+            return data[i:], skipped + i
         keep = data[-(len(GZIP_MEMBER_START) - 1) :]  # a header may straddle two reads
-        report.garbage_bytes += len(data) - len(keep)
+        skipped += len(data) - len(keep)
         more = fileobj.read(READ_CHUNK)
         if not more:
-            report.garbage_bytes += len(keep)
-            return b""
+            return b"", skipped + len(keep)
         data, start = keep + more, 0
 
 
 class _Stream:
-    """A byte buffer over an iterator of chunks, addressed relative to the read position."""
+    """A byte buffer over an iterator of chunks, addressed relative to the read position.
 
-    def __init__(self, chunks: Iterator[bytes]):
+    `eof` is set at the end of the input, at a stream error (`error`, the file ends early), and
+    at a CUT (`cut`: the bytes before it belong to a corrupt gzip member; `resume` drops them
+    and reads on).
+    """
+
+    def __init__(self, chunks: Iterator[bytes | _Cut]):
         self._chunks = chunks
         self.buf = b""
         self.pos = 0
         self.eof = False
+        self.cut = False
         self.error: str | None = None
+
+    @property
+    def broken(self) -> bool:
+        """The buffered bytes end abnormally: an incomplete record in them is lost."""
+        return self.error is not None or self.cut
 
     def available(self) -> int:
         return len(self.buf) - self.pos
 
     def fill(self) -> bool:
-        """Append the next chunk; False at the end of the input (or on a stream error)."""
+        """Append the next chunk; False at the end of the input, a stream error, or a CUT."""
         if self.eof:
             return False
         try:
@@ -225,9 +310,23 @@ class _Stream:
         except InputError as e:
             self.eof, self.error = True, str(e)
             return False
+        if chunk is CUT:
+            self.eof, self.cut = True, True
+            return False
         self.buf = self.buf[self.pos :] + chunk
         self.pos = 0
         return True
+
+    def resume(self) -> bool:
+        """After a CUT: drop what is buffered and read on; False if there was no CUT."""
+        if not self.cut:
+            return False
+        self.buf, self.pos, self.eof, self.cut = b"", 0, False, False
+        return True
+
+    def drop(self) -> None:
+        """Discard everything buffered (an incomplete record at a broken end)."""
+        self.pos = len(self.buf)
 
     def ensure(self, n: int) -> bool:
         while self.available() < n:
@@ -292,18 +391,19 @@ class _Stream:
                 return
 
     def skip_to_record_start(self) -> int:
-        """Skip to the next line that starts with `WARC/1.`; returns the number of bytes skipped.
+        """Skip to the next `WARC/1.x` version line, wherever it starts (garbage need not end
+        with a line end); returns the number of bytes skipped.
 
         Streams: memory stays bounded however much garbage there is.
         """
         skipped = 0
         while True:
-            i = self.buf.find(b"\nWARC/1.", self.pos)
-            if i >= 0:
-                skipped += i + 1 - self.pos
-                self.pos = i + 1
+            m = _VERSION_RE.search(self.buf, self.pos)
+            if m is not None:
+                skipped += m.start() - self.pos
+                self.pos = m.start()
                 return skipped
-            keep = min(self.available(), 8)  # a boundary may straddle two chunks
+            keep = min(self.available(), VERSION_LINE_MAX - 1)  # it may straddle two chunks
             skipped += self.available() - keep
             self.pos = len(self.buf) - keep
             if not self.fill():
@@ -322,7 +422,8 @@ _HEADER_NAME_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 def _parse_headers(stream: _Stream) -> tuple[dict[str, str] | None, str | None]:
     """Header lines up to the blank line, by name: (headers, None) or (None, skip reason).
 
-    Called just after the version line.
+    Called just after the version line. A bad header block is not consumed, so that the caller
+    resynchronises from just after the version line (a record may start inside the block).
     """
     for blank in (b"\n", b"\r\n"):
         if stream.peek(len(blank)) == blank:  # no header at all
@@ -331,11 +432,19 @@ def _parse_headers(stream: _Stream) -> tuple[dict[str, str] | None, str | None]:
     m = stream.search(_HEADER_END_RE, 0, MAX_HEADER_BYTES)
     if m is None:
         if stream.eof and stream.available() <= MAX_HEADER_BYTES:  # the input ends in the header
-            stream.take(stream.available())
+            stream.drop()
             return None, TRUNCATED_RECORD
         return None, BAD_HEADER
-    block = stream.take(m.start() - stream.pos)
-    stream.take(m.end() - m.start())
+    headers = _header_fields(stream.buf[stream.pos : m.start()])
+    if headers is None:
+        return None, BAD_HEADER
+    stream.pos = m.end()
+    return headers, None
+
+
+def _header_fields(block: bytes) -> dict[str, str] | None:
+    """"Name: value" lines (folded lines joined) -> {lower-cased name: value}; None if any line
+    is not a header or WARC-Type is missing."""
     headers: dict[str, str] = {}
     last = None
     for line in block.split(b"\n"):
@@ -344,76 +453,123 @@ def _parse_headers(stream: _Stream) -> tuple[dict[str, str] | None, str | None]:
             continue
         name, sep, value = line.partition(b":")
         if not sep or not _HEADER_NAME_RE.fullmatch(name):
-            return None, BAD_HEADER
+            return None
         last = name.decode("ascii").lower()
         headers[last] = value.strip().decode("utf-8", "replace")
-    if "warc-type" not in headers:
-        return None, BAD_HEADER
-    return headers, None
+    return headers if "warc-type" in headers else None
 
 
 def _body_end_is_clean(stream: _Stream, length: int) -> bool:
-    """Does a body of `length` bytes end where a record should: blank line, next record, or EOF?"""
+    """Does a body of `length` bytes end where a record should: the next record, or EOF (after
+    line ends), or a blank line - then only if no record starts inside the body (a
+    Content-Length that is too long can end on a blank line of the next record's header).
+
+    The end of a corrupt gzip member (a CUT) is not a clean end.
+    """
     stream.ensure(length + BOUNDARY_LOOKAHEAD)
     after = stream.buf[stream.pos + length : stream.pos + length + BOUNDARY_LOOKAHEAD]
-    m = _CLEAN_END_RE.match(after)
-    return m is not None and (m.end() < len(after) or stream.available() <= length + len(after))
+    at_end = stream.available() <= length + len(after)  # the lookahead holds the rest
+    m = _NEXT_RECORD_RE.match(after)
+    if m is not None and (m.end() < len(after) or at_end):
+        return not (at_end and stream.cut)
+    if _BLANK_LINE_RE.match(after) is None:
+        return False
+    return _VERSION_RE.search(stream.buf, stream.pos, stream.pos + length) is None
 
 
-def _read_body(stream: _Stream, headers: dict[str, str], report: WetFileReport) -> bytes | None:
-    """The record block: Content-Length bytes if they end cleanly, else up to the next boundary."""
-    try:
-        length = int(headers.get("content-length", ""))
-    except ValueError:
-        length = -1
-    if 0 <= length <= MAX_RECORD_BYTES:
+def _content_length(headers: dict[str, str]) -> int:
+    """The declared body length; -1 when missing, not a number, or negative."""
+    value = headers.get("content-length", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else -1
+
+
+def _read_body(stream: _Stream, headers: dict[str, str], report: WetFileReport, limit: int) -> bytes | None:
+    """The record block: Content-Length bytes if they end cleanly, else up to the next boundary.
+
+    Bodies over `limit` bytes are skipped (RECORD_TOO_LARGE), without ever holding more than
+    about `limit` bytes; a Content-Length over the limit that lies (the next record starts
+    within it) is re-delimited like any wrong Content-Length.
+    """
+    length = _content_length(headers)
+    if 0 <= length <= limit:
         stream.ensure(length + BOUNDARY_LOOKAHEAD)
-        if stream.available() < length and stream.error:
-            report.skip(TRUNCATED_RECORD)
-            stream.pos = len(stream.buf)
-            return None
+        if stream.available() < length and stream.broken:
+            return _lost(stream, report)
         if stream.available() >= length and _body_end_is_clean(stream, length):
             return stream.take(length)
-    # Content-Length is missing or lies: the body ends at the next record boundary.
-    report.content_length_mismatch += 1
-    m = stream.search(_BOUNDARY_RE, 0, MAX_RECORD_BYTES)
-    if m is not None:
-        return stream.take(m.start() - stream.pos)
-    if stream.error:
-        report.skip(TRUNCATED_RECORD)
-        stream.pos = len(stream.buf)
-        return None
-    if stream.available() > MAX_RECORD_BYTES:
+    # Content-Length is missing, lies, or is over the limit: the body ends at the next boundary.
+    end = _next_boundary(stream, limit)
+    if end is not None:
+        report.content_length_mismatch += 1
+        return stream.take(end)
+    if stream.broken:
+        return _lost(stream, report)
+    if stream.available() > limit:
         report.skip(RECORD_TOO_LARGE)
         stream.skip_to_record_start()
         return None
-    return stream.take(stream.available()).rstrip(b"\r\n")  # the last record of the input
+    body = stream.take(stream.available()).rstrip(b"\r\n")  # the last record of the input
+    if length != len(body):
+        report.content_length_mismatch += 1
+    return body
 
 
-def iter_wet_records(fileobj: BinaryIO, name: str, report: WetFileReport | None = None) -> Iterator[WetRecord]:
+def _next_boundary(stream: _Stream, limit: int) -> int | None:
+    """Offset (from pos) where the body ends if the next record starts within `limit` bytes:
+    before the line ends that precede its version line."""
+    m = stream.search(_VERSION_RE, 0, limit)
+    if m is None:
+        return None
+    end = m.start()
+    while end > stream.pos and stream.buf[end - 1] in b"\r\n":
+        end -= 1
+    return end - stream.pos
+
+
+def _lost(stream: _Stream, report: WetFileReport) -> None:
+    """The input breaks off inside this record: drop it (counted, unless its gzip member was
+    corrupt: that is counted once as CORRUPT_GZIP)."""
+    if not stream.cut:
+        report.skip(TRUNCATED_RECORD)
+    stream.drop()
+    return None
+
+
+def iter_wet_records(
+    fileobj: BinaryIO, name: str, report: WetFileReport | None = None, max_record_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[WetRecord]:
     """All WARC records of one (gzip or plain) byte stream; problems are counted in `report`.
 
-    `name` is only used for the report. Records before any problem are always yielded.
+    `name` is only used for the report. Records before any problem are always yielded; a
+    corrupt gzip member or a stretch of garbage costs only the records inside it. Record
+    bodies over `max_record_bytes` are skipped and counted (RECORD_TOO_LARGE).
     """
+    if max_record_bytes < 1:
+        raise ValueError(f"max_record_bytes must be >= 1, got {max_record_bytes}")
     report = report if report is not None else WetFileReport(name)
-    stream = _Stream(_decompressed_chunks(fileobj, report))
+    hold = max_record_bytes + MAX_HEADER_BYTES + BOUNDARY_LOOKAHEAD
+    stream = _Stream(_decompressed_chunks(fileobj, report, hold))
     index = 0
     while True:
         stream.skip_blank_lines()
         if not stream.ensure(1):
+            if stream.resume():  # a corrupt gzip member ended here: read on after it
+                continue
             break
-        if not _VERSION_RE.match(stream.peek(12)):
+        if not _VERSION_RE.match(stream.peek(VERSION_LINE_MAX)):
             report.skip(GARBAGE)
             report.garbage_bytes += stream.skip_to_record_start()
             continue
-        stream.readline(16)
+        stream.readline(VERSION_LINE_MAX)
         headers, problem = _parse_headers(stream)
         if headers is None:
-            report.skip(problem)
-            if problem == BAD_HEADER:
+            if problem == TRUNCATED_RECORD:
+                _lost(stream, report)
+            else:
+                report.skip(problem)
                 stream.skip_to_record_start()
             continue
-        body = _read_body(stream, headers, report)
+        body = _read_body(stream, headers, report, max_record_bytes)
         if body is None:
             continue
         report.records += 1
@@ -427,12 +583,12 @@ def iter_wet_records(fileobj: BinaryIO, name: str, report: WetFileReport | None 
 
 
 def source_domain(url: str) -> str:
-    """Host of `url`, lower-cased, without port and leading "www." ("" if unparsable)."""
+    """cc_net's `source_domain`: the URL's netloc as written, port and "www." included ("" if
+    unparsable)."""
     try:
-        host = urlsplit(url).hostname or ""
+        return urlsplit(url).netloc
     except ValueError:
         return ""
-    return host[4:] if host.startswith("www.") else host
 
 
 def split_lines(text: str) -> list[str]:
@@ -481,6 +637,9 @@ def record_to_document(record: WetRecord, segment: str) -> tuple[Document | None
         nlines=raw_content.count("\n") + 1,
         cc_segment=segment,
         record_offset=record.index,
+        # cc_net's original_length, the WARC Content-Length: the body's bytes as delimited (the
+        # same number, unless the header was missing or wrong and the body was re-delimited)
+        original_length=len(record.body),
     )
     return doc, None, invalid_utf8
 
@@ -509,7 +668,9 @@ def documents_from_records(
         yield doc
 
 
-def read_wet_file(path: str, min_len: int, report: WetFileReport) -> Iterator[Document]:
+def read_wet_file(
+    path: str, min_len: int, report: WetFileReport, max_record_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[Document]:
     """Every Document of one WET file, through Beam's FileSystems (local, gs://, ...).
 
     Never raises for bad content: an unreadable file ends with `report.error` set.
@@ -524,7 +685,7 @@ def read_wet_file(path: str, min_len: int, report: WetFileReport) -> Iterator[Do
         report.error, report.unreadable = f"cannot open: {type(e).__name__}: {e}", True
         return
     try:
-        records = iter_wet_records(fileobj, path, report)
+        records = iter_wet_records(fileobj, path, report, max_record_bytes)
         yield from documents_from_records(records, path, min_len, report)
     except OSError as e:
         report.error, report.unreadable = f"read failed: {type(e).__name__}: {e}", True

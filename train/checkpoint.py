@@ -7,16 +7,20 @@ The bundle (keys agreed with `cc100 export`, model/export.py):
     optimizer, scheduler, data (the stream cursor), rng, step, train_config, world_size,
     shards_vocab_sha256, format
 A crash while saving leaves the previous checkpoint intact: the bundle is written to a
-temporary file in the same directory, fsynced, then renamed over the old one.
+temporary file in the same directory (`.checkpoint.pt.tmp{PID}`), fsynced, then renamed over the
+old one. The next save removes the temporary files of writers that are gone (a killed run's).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 
 import torch
+
+from pipeline.leftovers import pid_alive  # standard library only
 
 FORMAT = "cc100-pretrain-checkpoint-v1"
 CHECKPOINT = "checkpoint.pt"
@@ -26,9 +30,24 @@ class CheckpointError(ValueError):
     """Missing, unreadable or incompatible checkpoint (message names the file)."""
 
 
+def remove_dead_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete `.{name}.tmp{PID}` files beside `path` whose writer is gone (a killed save leaves
+    one, gigabytes for base/large); a live PID keeps its file. Returns what was deleted."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp([0-9]+)")
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.tmp*"):
+        match = pattern.fullmatch(tmp.name)
+        if match and not tmp.is_symlink() and tmp.is_file() and not pid_alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def save_checkpoint(path: str | os.PathLike, bundle: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

@@ -12,6 +12,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from train.data import PACKINGS
+
 # model preset -> training defaults (any of them can be overridden on the command line)
 PRESETS: dict[str, dict] = {
     "tiny": dict(max_len=128, batch_tokens=16 * 128, lr=1e-3, micro_batch=16),
@@ -47,6 +49,7 @@ class DataConfig:
     mask_prob: float = 0.15
     seed: int = 0
     eval_seqs: int = 64  # held-out sequences per language per evaluation
+    packing: str = "complete"  # "complete": whole paragraphs per row (RoBERTa FULL-SENTENCES); "blocks"
 
     def __post_init__(self) -> None:
         _positive_int(self, "max_len")
@@ -62,6 +65,8 @@ class DataConfig:
             raise ValueError("DataConfig.mask_prob must be > 0 (nothing to predict)")
         _positive_int(self, "seed", allow_zero=True)
         _positive_int(self, "eval_seqs", allow_zero=True)
+        if self.packing not in PACKINGS:
+            raise ValueError(f"DataConfig.packing must be one of {', '.join(PACKINGS)}, got {self.packing!r}")
 
     @property
     def global_batch(self) -> int:
@@ -142,7 +147,7 @@ def default_warmup(steps: int) -> int:
 
 # Settings a resumed run must share with its checkpoint: they change what the loss curve is.
 RESUME_KEYS = ("model", "data.max_len", "data.batch_tokens", "data.alpha", "data.mask_prob",
-               "data.seed", "optim.lr", "optim.warmup_steps", "optim.weight_decay", "optim.beta1",
+               "data.seed", "data.packing", "optim.lr", "optim.warmup_steps", "optim.weight_decay", "optim.beta1",
                "optim.beta2", "optim.eps", "optim.clip_grad", "dropout", "steps")
 
 
@@ -152,11 +157,17 @@ def lookup(d: dict, dotted: str):
     return d
 
 
+# What a checkpoint written before a key existed ran with.
+LEGACY_VALUES = {"data.packing": "blocks"}
+
+
 def resume_mismatches(saved: dict, current: dict) -> list[str]:
     """Human-readable differences between a checkpoint's train config and this run's."""
     out = []
     for key in RESUME_KEYS:
         a, b = lookup(saved, key), lookup(current, key)
+        if a is None:
+            a = LEGACY_VALUES.get(key)
         if a != b:
             out.append(f"{key}: checkpoint {a!r}, now {b!r}")
     return out

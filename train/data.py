@@ -1,23 +1,28 @@
-"""Masked-LM batches from token shards: alpha-sampled languages, packed blocks, dynamic masking.
+"""Masked-LM batches from token shards: alpha-sampled languages, packed rows, dynamic masking.
 
 Every optimizer step draws one *global* batch of `global_batch` sequences, a pure function of
 (seed, step, cursor):
 
 1. each row's language is drawn with probabilities q_i ∝ p_i^alpha over the languages' train
    token counts (XLM-R, alpha = 0.3);
-2. each language stream is cut into contiguous blocks of max_len - 2 tokens (RoBERTa
-   FULL-SENTENCES: documents run on across blocks, </s> between them, no padding) visited in
-   a fresh pseudo-random order each epoch; the row becomes <s> block </s>;
+2. each language stream (paragraphs, each ending with </s>) is cut into contiguous rows, visited
+   in a fresh pseudo-random order each epoch (`row_bounds`):
+   - packing "complete" (default; RoBERTa's FULL-SENTENCES, fairseq --sample-break-mode
+     complete): whole paragraphs taken contiguously, across document boundaries, up to
+     max_len - 1 tokens; a paragraph longer than that is split into full rows; the row is
+     <s> paragraphs <pad>..., only the remainder padded;
+   - packing "blocks": fixed blocks of max_len - 2 tokens cut anywhere, framed <s> block </s>;
 3. the row is masked anew each time it is drawn (RoBERTa dynamic masking): 15% of its
    non-special tokens are targets, of which 80% -> <mask>, 10% -> a random token, 10% unchanged.
+   Padding is special: never a target, and the model never attends to it (model/xlmr.py).
 
 Rank r of W materialises only rows [r*G/W, (r+1)*G/W) of that global batch, so ranks see
 disjoint data and the union over ranks is exactly the 1-process batch: a DDP run equals a
 single-process run with the same global batch. (The masking randomness of row g is a fixed
 slice of one per-step random stream, reached by jumping ahead, so it does not depend on W.) Every rank advances the same cursor (the number
-of blocks consumed per language), so rank 0's `state_dict()` restores all of them.
+of rows consumed per language), so rank 0's `state_dict()` restores all of them.
 
-The epoch order comes from a keyed Feistel permutation: O(1) memory even for 10^8 blocks.
+The epoch order comes from a keyed Feistel permutation: O(1) memory even for 10^8 rows.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import numpy as np
 from train.shards import Manifest, TokenStream
 
 IGNORE_INDEX = -100
+PACKINGS = ("complete", "blocks")
+_SCAN_TOKENS = 1 << 24  # tokens read at a time when looking for paragraph ends
 _TRAIN, _VALID, _LANGS, _PERM = 0, 1, 2, 3  # seed-sequence tags: one random stream per purpose
 _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
@@ -155,32 +162,91 @@ def frame(block: np.ndarray, specials: Specials) -> np.ndarray:
     return np.concatenate([[specials.bos], block, [specials.eos]]).astype(np.int64)
 
 
+def paragraph_ends(stream: TokenStream, eos: int) -> np.ndarray:
+    """End offsets (exclusive) of the stream's paragraphs: one past each </s>, plus the stream's end."""
+    ends = []
+    for start in range(0, stream.tokens, _SCAN_TOKENS):
+        chunk = stream.slice(start, min(start + _SCAN_TOKENS, stream.tokens))
+        ends.append(np.flatnonzero(chunk == eos) + start + 1)
+    ends = np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
+    if not len(ends) or ends[-1] != stream.tokens:
+        ends = np.append(ends, stream.tokens)
+    return ends.astype(np.int64)
+
+
+def pack_complete(ends: np.ndarray, capacity: int) -> np.ndarray:
+    """Row boundaries [0, b_1, ..., n] packing whole paragraphs (ending at `ends`) into rows of at
+    most `capacity` tokens, greedily and in order; a paragraph longer than a row is split into
+    full rows and its remainder starts the next row."""
+    bounds = [0]
+    row_start = prev = 0
+    for end in ends.tolist():
+        if end - row_start > capacity:
+            if prev > row_start:  # close the row before this paragraph
+                bounds.append(prev)
+                row_start = prev
+            while end - row_start > capacity:  # split a paragraph longer than a row
+                row_start += capacity
+                bounds.append(row_start)
+        prev = end
+    if prev > row_start:
+        bounds.append(prev)
+    return np.asarray(bounds, dtype=np.int64)
+
+
+def row_bounds(stream: TokenStream, specials: Specials, max_len: int, packing: str) -> np.ndarray:
+    """Row k of the stream is tokens [bounds[k], bounds[k + 1])."""
+    if packing == "blocks":
+        block = max_len - 2
+        return np.arange(stream.tokens // block + 1, dtype=np.int64) * block
+    if packing == "complete":
+        return pack_complete(paragraph_ends(stream, specials.eos), max_len - 1)
+    raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
+
+
+def frame_row(tokens: np.ndarray, specials: Specials, max_len: int, packing: str) -> np.ndarray:
+    """The model's input row of length max_len: <s> block </s>, or <s> paragraphs <pad>..."""
+    if packing == "blocks":
+        return frame(tokens, specials)
+    row = np.full(max_len, specials.pad, dtype=np.int64)
+    row[0] = specials.bos
+    row[1:1 + len(tokens)] = tokens
+    return row
+
+
 class MLMStream:
     """The training stream of one rank; `next_batch()` advances, `state_dict()` is its cursor."""
 
     def __init__(self, manifest: Manifest, *, max_len: int, global_batch: int, seed: int,
-                 alpha: float = 0.3, rank: int = 0, world_size: int = 1, mask_prob: float = 0.15):
+                 alpha: float = 0.3, rank: int = 0, world_size: int = 1, mask_prob: float = 0.15,
+                 packing: str = "complete"):
         from train.sampling import alpha_sampling_probs
 
         if global_batch % world_size:
             raise ValueError(f"global batch of {global_batch} sequences is not divisible by "
                              f"world size {world_size}")
+        if packing not in PACKINGS:
+            raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
         self.max_len, self.global_batch, self.seed = max_len, global_batch, seed
         self.alpha, self.rank, self.world_size, self.mask_prob = alpha, rank, world_size, mask_prob
-        self.block = max_len - 2
+        self.packing = packing
         self.specials = Specials.from_manifest(manifest)
         self.is_special = self.specials.table()
         self.replacements = replacement_ids(self.specials)
         train_tokens = manifest.tokens("train")
-        self.skipped = {lang: n for lang, n in train_tokens.items() if n < self.block}
+        streams = {lang: TokenStream(manifest.languages[lang]["train"].files, manifest.dtype)
+                   for lang in train_tokens}
+        bounds = {lang: row_bounds(s, self.specials, max_len, packing) for lang, s in streams.items()}
+        self.skipped = {lang: n for lang, n in train_tokens.items() if len(bounds[lang]) < 2}
         self.languages = [lang for lang in train_tokens if lang not in self.skipped]
         if not self.languages:
-            raise ValueError(f"no language has max_len - 2 = {self.block} train tokens in "
+            need = f"max_len - 2 = {max_len - 2}" if packing == "blocks" else "any"
+            raise ValueError(f"no language has {need} train tokens in "
                              f"{manifest.root}: use a smaller --max-len or more data")
-        self.streams = {lang: TokenStream(manifest.languages[lang]["train"].files, manifest.dtype)
-                        for lang in self.languages}
+        self.streams = {lang: streams[lang] for lang in self.languages}
+        self.bounds = {lang: bounds[lang] for lang in self.languages}
         self.tokens = {lang: train_tokens[lang] for lang in self.languages}
-        self.num_blocks = {lang: self.tokens[lang] // self.block for lang in self.languages}
+        self.num_rows = {lang: len(self.bounds[lang]) - 1 for lang in self.languages}
         q = alpha_sampling_probs(self.tokens, alpha)
         self.probs = np.array([q[lang] for lang in self.languages])
         self.step = 0
@@ -190,10 +256,11 @@ class MLMStream:
     def state_dict(self) -> dict:
         return {"step": self.step, "consumed": dict(self.consumed), "seed": self.seed,
                 "alpha": self.alpha, "max_len": self.max_len, "global_batch": self.global_batch,
-                "mask_prob": self.mask_prob, "tokens": dict(self.tokens)}
+                "mask_prob": self.mask_prob, "tokens": dict(self.tokens), "packing": self.packing}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "alpha", "max_len", "global_batch", "mask_prob", "tokens"):
+        state = {"packing": "blocks", **state}  # cursors saved before packing existed: blocks
+        for key in ("seed", "alpha", "max_len", "global_batch", "mask_prob", "tokens", "packing"):
             mine = self.state_dict()[key]
             if state.get(key) != mine:
                 what = "train tokens per language (the shards changed)" if key == "tokens" else key
@@ -204,69 +271,74 @@ class MLMStream:
 
     # -- drawing --------------------------------------------------------------------------------
     def plan(self, step: int, consumed: dict[str, int]) -> tuple[np.ndarray, np.ndarray, dict]:
-        """The global batch of `step`: (language index, block index) per row, and the new cursor."""
+        """The global batch of `step`: (language index, row index) per row, and the new cursor."""
         rng = np.random.default_rng([self.seed, _LANGS, step])
         langs = rng.choice(len(self.languages), size=self.global_batch, p=self.probs)
-        blocks = np.empty(self.global_batch, dtype=np.int64)
+        row_ids = np.empty(self.global_batch, dtype=np.int64)
         after = dict(consumed)
         for li, lang in enumerate(self.languages):
             rows = np.flatnonzero(langs == li)
             if not len(rows):
                 continue
-            n = self.num_blocks[lang]
+            n = self.num_rows[lang]
             counter = consumed[lang] + np.arange(len(rows), dtype=np.int64)
             epochs, within = counter // n, counter % n
             for epoch in np.unique(epochs):
                 sel = epochs == epoch
-                blocks[rows[sel]] = feistel_permute(within[sel], n, epoch_keys(self.seed, lang, int(epoch)))
+                row_ids[rows[sel]] = feistel_permute(within[sel], n, epoch_keys(self.seed, lang, int(epoch)))
             after[lang] = consumed[lang] + len(rows)
-        return langs, blocks, after
+        return langs, row_ids, after
 
     def rows(self) -> range:
         per_rank = self.global_batch // self.world_size
         return range(self.rank * per_rank, (self.rank + 1) * per_rank)
 
     def next_batch(self) -> dict:
-        """This rank's rows of the next global batch: input_ids, labels (int64 [R, max_len]), langs."""
-        langs, blocks, after = self.plan(self.step, self.consumed)
+        """This rank's rows of the next global batch: input_ids, labels (int64 [R, max_len]),
+        languages, and padding (the <pad> positions per row, so the trainer needs no scan)."""
+        langs, row_ids, after = self.plan(self.step, self.consumed)
         rows = self.rows()
         seqs = np.empty((len(rows), self.max_len), dtype=np.int64)
         names = []
         for k, g in enumerate(rows):
             lang = self.languages[langs[g]]
-            start = int(blocks[g]) * self.block
-            seqs[k] = frame(self.streams[lang].slice(start, start + self.block), self.specials)
+            start, stop = self.bounds[lang][row_ids[g]:row_ids[g] + 2]
+            seqs[k] = frame_row(self.streams[lang].slice(int(start), int(stop)), self.specials,
+                                self.max_len, self.packing)
             names.append(lang)
         u = row_uniforms([self.seed, _TRAIN, self.step], rows.start, len(rows), self.max_len)
         inputs, labels = mask_batch(seqs, u, self.specials, self.is_special, self.replacements,
                                     self.mask_prob)
         self.step += 1
         self.consumed = after
-        return {"input_ids": inputs, "labels": labels, "languages": names}
+        return {"input_ids": inputs, "labels": labels, "languages": names,
+                "padding": (seqs == self.specials.pad).sum(axis=1)}
 
 
 def validation_sets(manifest: Manifest, *, max_len: int, max_seqs: int, seed: int, rank: int = 0,
-                    world_size: int = 1, mask_prob: float = 0.15) -> dict[str, dict]:
-    """Fixed held-out batches per language: the first `max_seqs` valid blocks, masked once.
+                    world_size: int = 1, mask_prob: float = 0.15,
+                    packing: str = "complete") -> dict[str, dict]:
+    """Fixed held-out batches per language: the first `max_seqs` valid rows, masked once.
 
     The same sequences and masks at every evaluation, so the numbers are comparable over time;
     rank r keeps rows r, r+W, ... (the trainer sums over ranks).
     """
     specials = Specials.from_manifest(manifest)
     is_special, replacements = specials.table(), replacement_ids(specials)
-    block = max_len - 2
     out = {}
     for lang, splits in manifest.languages.items():
         info = splits["valid"]
-        n = min(info.tokens // block, max_seqs)
-        if n == 0:
-            continue
         stream = TokenStream(info.files, manifest.dtype)
+        bounds = row_bounds(stream, specials, max_len, packing)[:max_seqs + 1]
+        n = len(bounds) - 1
+        if n <= 0:
+            continue
         mine = list(range(rank, n, world_size))
         seqs = np.zeros((len(mine), max_len), dtype=np.int64)
         u = np.zeros((len(mine), uniforms_per_row(max_len)))
         for k, j in enumerate(mine):
-            seqs[k] = frame(stream.slice(j * block, (j + 1) * block), specials)
+            seqs[k] = frame_row(stream.slice(int(bounds[j]), int(bounds[j + 1])), specials, max_len,
+                                packing)
             u[k] = row_uniforms([seed, _VALID, _lang_key(lang)], j, 1, max_len)[0]
         inputs, labels = mask_batch(seqs, u, specials, is_special, replacements, mask_prob)
         out[lang] = {"input_ids": inputs, "labels": labels, "sequences": n}

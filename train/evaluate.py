@@ -378,7 +378,9 @@ def mlm_settings(subject: Subject, args) -> dict:
             "max_len": args.max_len or data.get("max_len") or min(512, subject.model.config.max_seq_len),
             "sequences": args.mlm_seqs or data.get("eval_seqs") or 64,
             "seed": args.seed if args.seed is not None else data.get("seed", 0),
-            "mask_prob": data.get("mask_prob", 0.15)}
+            "mask_prob": data.get("mask_prob", 0.15),
+            # the run's row packing (runs from before packing existed cut blocks); else the default
+            "packing": data.get("packing", "blocks") if data else "complete"}
 
 
 def run_mlm(subject: Subject, tokenizer, args, output: Path) -> dict:
@@ -406,7 +408,7 @@ def run_mlm(subject: Subject, tokenizer, args, output: Path) -> dict:
     if s["max_len"] > subject.model.config.max_seq_len:
         raise EvalError(f"--max-len {s['max_len']} exceeds the model's {subject.model.config.max_seq_len} tokens")
     sets = validation_sets(manifest, max_len=s["max_len"], max_seqs=s["sequences"], seed=s["seed"],
-                           mask_prob=s["mask_prob"])
+                           mask_prob=s["mask_prob"], packing=s["packing"])
     if not sets:
         return {"skipped": f"no language in {s['shards']} has a held-out sequence of {s['max_len']} tokens"}
     np.savez_compressed(output / MLM_BATCHES, **{f"{lang}.{k}": v[k].astype(np.int32) for lang, v in sets.items()

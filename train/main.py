@@ -1,7 +1,8 @@
 """`cc100 pretrain`: masked-LM pretraining of the XLM-R encoder on token shards.
 
     cc100 pretrain --shards SHARDS --vocab VOCAB_DIR --output RUN_DIR --config tiny|small|base|large
-                   --steps N [--batch-tokens N] [--max-len N] [--seed N] [--resume]
+                   --steps N [--batch-tokens N] [--max-len N] [--packing complete|blocks]
+                   [--seed N] [--resume]
 
 Multi-GPU / multi-node: launch the same command with torchrun, e.g.
     torchrun --nproc_per_node 8 -m train.main --shards ... (every rank gets the same arguments).
@@ -15,6 +16,7 @@ import argparse
 import sys
 
 from train.config import PRESETS, DataConfig, OptimConfig, TrainConfig, default_warmup
+from train.data import PACKINGS
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
@@ -27,6 +29,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
     p.add_argument("--batch-tokens", type=int, help="tokens per optimizer step over all ranks "
                    "(default: tiny 2048, small 131072, base/large 8192 x 512)")
     p.add_argument("--max-len", type=int, help="tokens per sequence incl. <s> </s> (default 512; tiny 128)")
+    p.add_argument("--packing", choices=PACKINGS, default="complete",
+                   help="rows of whole paragraphs across documents, only the rest padded (complete: "
+                        "RoBERTa FULL-SENTENCES, default), or fixed max_len - 2 token blocks (blocks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pt exactly")
     g = p.add_argument_group("optimisation")
@@ -54,7 +59,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
     preset = PRESETS[a.config]
     data = DataConfig(shards=a.shards, vocab=a.vocab, max_len=a.max_len or preset["max_len"],
                       batch_tokens=a.batch_tokens or preset["batch_tokens"], alpha=a.alpha,
-                      mask_prob=a.mask_prob, seed=a.seed, eval_seqs=a.eval_seqs)
+                      mask_prob=a.mask_prob, seed=a.seed, eval_seqs=a.eval_seqs, packing=a.packing)
     warmup = a.warmup_steps if a.warmup_steps is not None else default_warmup(max(a.steps, 0))
     optim = OptimConfig(lr=a.lr or preset["lr"], warmup_steps=warmup, weight_decay=a.weight_decay,
                         clip_grad=a.clip_grad)

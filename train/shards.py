@@ -7,8 +7,9 @@ Layout of SHARDS/ (nanoGPT / fairseq-style flat memmaps, one set per input Parqu
     {lang}/{bucket}.{part}.{split}.idx.npy        int64 document boundaries [0, end_1, ..., n_tokens]
     {lang}/{bucket}.{part}.done.json              per-input-file commit marker with its counts
 
-split is "train" or "valid" (held-out documents). Every document ends with </s> (fairseq), so
-a language's stream is the concatenation of its .bin files in manifest order. uint16 holds a
+split is "train" or "valid" (held-out documents). Every paragraph ends with </s>, as in fairseq's
+binarised data (one line per paragraph); the .idx.npy holds the document boundaries. A
+language's stream is the concatenation of its .bin files in manifest order. uint16 holds a
 vocabulary of up to 65536 ids, anything larger (XLM-R's 250002) is stored as uint32.
 
 A part is written to temporary names and renamed into place; its done.json is renamed last, so
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "cc100-token-shards"
-VERSION = 1
+VERSION = 2  # 1: one </s> per document (paragraphs glued together); 2: </s> after every paragraph
 SPLITS = ("train", "valid")
 MANIFEST = "manifest.json"
 
@@ -181,7 +182,9 @@ def load_manifest(root: str | os.PathLike, check_files: bool = True) -> Manifest
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ShardError(f"{path}: not a {FORMAT} manifest")
     if raw.get("version") != VERSION:
-        raise ShardError(f"{path}: format version {raw.get('version')!r}, this code reads {VERSION}")
+        raise ShardError(f"{path}: shard format version {raw.get('version')!r}, this code reads version "
+                         f"{VERSION} (</s> after every paragraph): re-run `cc100 tokenize` (finished "
+                         f"parts of the old format are redone)")
     try:
         dtype = np.dtype(raw["dtype"])
         vocab = raw["vocab"]

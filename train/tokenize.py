@@ -9,8 +9,9 @@ A pool of processes (one tokenizer each, loaded once) saturates the cores with n
 no runner, each input file is streamed in record batches (memory is one batch, never a file),
 and resuming is trivial: a file whose done.json exists is skipped on the next run.
 
-Each document (paragraphs encoded separately, concatenated) ends with </s>, as fairseq writes
-its binarised data. A document goes to the held-out "valid" split when the hash of its text
+Every paragraph (each `\n`-separated line of `raw_content`, blank ones dropped) is encoded on
+its own and ends with </s>, as fairseq binarises one line per paragraph; the shard index keeps
+the document boundaries (format in train/shards.py). A document goes to the held-out "valid" split when the hash of its text
 falls under --valid-fraction, so the split does not depend on file order or worker count.
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 from pipeline.cliflags import add_deprecated_alias, add_list
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
                           file_sha256, write_json_atomic)
+from train.shards import VERSION as SHARDS_VERSION
 
 VOCAB_MODEL = "sentencepiece.bpe.model"
 DONE_SUFFIX = ".done.json"
@@ -45,7 +47,7 @@ def is_valid_doc(text: str, valid_fraction: float) -> bool:
 
 def encode_documents(tokenizer, texts: list[str | None], num_threads: int | None = None
                      ) -> list[list[int] | None]:
-    """Each text -> ids of its paragraphs, concatenated, + </s>; None for an empty document."""
+    """Each text -> its paragraphs' ids, each paragraph + </s>; None for an empty document."""
     paragraphs: list[str] = []
     spans: list[tuple[int, int]] = []
     for text in texts:
@@ -55,8 +57,8 @@ def encode_documents(tokenizer, texts: list[str | None], num_threads: int | None
     encoded = tokenizer.encode_batch(paragraphs, num_threads=num_threads) if paragraphs else []
     out: list[list[int] | None] = []
     for a, b in spans:
-        ids = [t for p in encoded[a:b] for t in p]
-        out.append(ids + [tokenizer.eos_id] if ids else None)
+        ids = [t for p in encoded[a:b] for t in (*p, tokenizer.eos_id)]
+        out.append(ids or None)
     return out
 
 
@@ -117,7 +119,8 @@ def tokenize_file(job: dict) -> dict:
         return {**job, "error": f"{type(e).__name__}: {e}"}
     st = source.stat()
     part = {
-        "language": job["language"], "bucket": job["bucket"], "name": job["name"],
+        "version": SHARDS_VERSION, "language": job["language"], "bucket": job["bucket"],
+        "name": job["name"],
         "source": str(source), "source_bytes": st.st_size, "vocab_sha256": job["vocab_sha256"],
         "dtype": dtype.name, "empty_docs": empty, "seconds": round(time.time() - t0, 3),
     }
@@ -143,6 +146,8 @@ def _done_record(job: dict, vocab_sha: str) -> dict | None:
                          f"directory")
     if rec.get("source_bytes") != Path(job["source"]).stat().st_size:
         return None  # the source changed: redo it
+    if rec.get("version") != SHARDS_VERSION:
+        return None  # written in an older shard format: redo it
     return rec
 
 

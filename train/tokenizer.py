@@ -10,9 +10,10 @@ A SentencePiece model trained by `cc100 vocab` (or XLM-R's own sentencepiece.bpe
 so vocab_size = pieces + FAIRSEQ_OFFSET + 1 (250000 pieces -> 250002 ids for XLM-R).
 `encode` adds no specials (the tokenize stage frames sequences itself); `decode` drops them.
 
-Byte fallback: our models are trained with byte pieces, so a character outside the vocabulary
-is encoded as its UTF-8 bytes. transformers' converter ignores byte fallback and yields <unk>
-for such a character instead; for all other text the ids are identical (tests/train).
+A character outside the vocabulary is <unk>, as in XLM-R's model; a model trained with
+`cc100 vocab --byte-fallback` encodes it as its UTF-8 byte pieces instead. `cc100 export` writes
+a Hugging Face tokenizer that gives these same ids in both cases (model/hf.py `write_tokenizer`,
+tests/model/test_tokenizer_export.py).
 """
 
 from __future__ import annotations

@@ -141,12 +141,14 @@ class Trainer:
         try:
             self.data = MLMStream(manifest, max_len=dcfg.max_len, global_batch=dcfg.global_batch,
                                   seed=dcfg.seed, alpha=dcfg.alpha, rank=self.rank,
-                                  world_size=self.world_size, mask_prob=dcfg.mask_prob)
+                                  world_size=self.world_size, mask_prob=dcfg.mask_prob,
+                                  packing=dcfg.packing)
         except ValueError as e:
             raise SetupError(f"--shards: {e}") from None
         self.valid = validation_sets(manifest, max_len=dcfg.max_len, max_seqs=dcfg.eval_seqs,
                                      seed=dcfg.seed, rank=self.rank, world_size=self.world_size,
-                                     mask_prob=dcfg.mask_prob) if dcfg.eval_seqs else {}
+                                     mask_prob=dcfg.mask_prob,
+                                     packing=dcfg.packing) if dcfg.eval_seqs else {}
         self.manifest = manifest
         self.tatoeba = self._load_tatoeba(tok) if cfg.eval_tatoeba else []
 
@@ -190,10 +192,11 @@ class Trainer:
         skipped = ", ".join(f"{k} ({v} tokens)" for k, v in self.data.skipped.items())
         self.log(f"cc100 pretrain: model {cfg.model} ({self.raw_model.get_num_params() / 1e6:.2f}M params), "
                  f"vocab {tok.vocab_size}, {len(self.data.languages)} languages"
-                 + (f" (skipped, fewer than max_len - 2 tokens: {skipped})" if skipped else ""))
+                 + (f" (skipped, too few train tokens for one row: {skipped})" if skipped else ""))
         self.log(f"  {self.world_size} rank(s) on {self.device.type}, global batch {dcfg.global_batch} x "
                  f"{dcfg.max_len} tokens = {dcfg.global_batch * dcfg.max_len}, {self.accum} micro-batch(es) "
-                 f"of <= {cfg.micro_batch} per rank, steps {self.step} -> {cfg.steps}")
+                 f"of <= {cfg.micro_batch} per rank, steps {self.step} -> {cfg.steps}, "
+                 f"packing {dcfg.packing}")
         probs = " ".join(f"{lang}:{p:.3f}" for lang, p in zip(self.data.languages, self.data.probs))
         self.log(f"  sampling (alpha {dcfg.alpha}): {probs}")
 
@@ -260,13 +263,18 @@ class Trainer:
     def train_step(self) -> dict:
         cfg = self.cfg
         batch = self.batches.next_batch()
+        # padding per row, counted when the batch was drawn: a micro-batch without any runs
+        # attention with no mask (the fastest SDPA kernels), and the log reports the share
+        padding = batch["padding"]
         # numpy arrays, or pinned tensors from the Prefetcher (then the copies are asynchronous)
         x = torch.as_tensor(batch["input_ids"]).to(self.device, non_blocking=True)
         y = torch.as_tensor(batch["labels"]).to(self.device, non_blocking=True)
         torch.manual_seed(step_seed(cfg.data.seed, self.step, self.rank))
         n_global = self._all_reduce((y != IGNORE_INDEX).sum().to(torch.float64)).item()
         chunks = np.array_split(np.arange(len(x)), self.accum)
-        stats = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct
+        # loss sum, correct, padding positions
+        stats = torch.zeros(3, dtype=torch.float64, device=self.device)
+        stats[2] = float(padding.sum())
         self.model.train()
         for i, idx in enumerate(chunks):
             xi, yi = x[idx], y[idx]
@@ -274,7 +282,7 @@ class Trainer:
             sync = i == len(chunks) - 1 or not self.distributed
             with (nullcontext() if sync else self.model.no_sync()):
                 with self.autocast:
-                    out = self.model(xi, labels=yi)
+                    out = self.model(xi, labels=yi, padded=bool(padding[idx].any()))
                 if len(targets):
                     loss_sum = out.loss * len(targets)
                     loss = loss_sum * (self.world_size / n_global)
@@ -292,7 +300,8 @@ class Trainer:
         self._all_reduce(stats)
         self.step += 1
         return {"loss": stats[0].item() / n_global, "mlm_accuracy": stats[1].item() / n_global,
-                "lr": lr, "grad_norm": float(grad_norm)}
+                "lr": lr, "grad_norm": float(grad_norm),
+                "pad_share": stats[2].item() / (cfg.data.global_batch * cfg.data.max_len)}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -418,6 +427,7 @@ class Trainer:
         eta = (time.time() - t_start) / max(done, 1) * (self.cfg.steps - rec["step"])
         line = (f"step {rec['step']:>{len(str(self.cfg.steps))}}/{self.cfg.steps} | loss {rec['loss']:.4f} | "
                 f"acc {rec['mlm_accuracy']:.3f} | lr {rec['lr']:.2e} | {rec['tokens_per_s'] / 1e3:.1f}k tok/s"
+                + (f" | pad {rec['pad_share']:.1%}" if "pad_share" in rec else "")
                 + (f" | mfu {rec['mfu']:.1%}" if "mfu" in rec else "") + f" | eta {eta:.0f}s")
         if "val_loss" in rec and rec["val_loss"]:
             mean = sum(rec["val_loss"].values()) / len(rec["val_loss"])

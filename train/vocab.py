@@ -5,8 +5,10 @@
 3. stream each language's lines once, drawing every line floor(k/N) times plus a uniform
    subset of k mod N lines once more (upsampling by repetition; row groups with nothing to
    draw are not read), into a temp file,
-4. train a unigram model (character_coverage 0.9995, byte fallback, all cores) whose ids are
-   <unk>=0 <s>=1 </s>=2 like XLM-R's sentencepiece.bpe.model (train/tokenizer.py maps them),
+4. train a unigram model (character_coverage 0.9995, all cores) whose ids are <unk>=0 <s>=1
+   </s>=2 like XLM-R's sentencepiece.bpe.model (train/tokenizer.py maps them). As in XLM-R, a
+   character outside the vocabulary is <unk>; `--byte-fallback` encodes it as its UTF-8 byte
+   pieces instead (256 pieces of the vocabulary; the export keeps it, see model/hf.py),
 5. write VOCAB_DIR/sentencepiece.bpe.model, sampling.json (per language: raw_share,
    sampled_share, sentences, lines) and vocab_config.json (flags and run summary).
 
@@ -75,6 +77,7 @@ class VocabConfig:
     character_coverage: float = 0.9995
     share_by: str = "lines"
     allow_smaller_vocab: bool = False
+    byte_fallback: bool = False
     quiet: bool = False
 
     def __post_init__(self):
@@ -314,7 +317,12 @@ def write_sample(
 
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 _TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
-META_PIECES = 3 + 256  # <unk> <s> </s> and the byte-fallback pieces, on top of the learnt ones
+SPECIAL_PIECES, BYTE_PIECES = 3, 256  # <unk> <s> </s>; with --byte-fallback <0x00>..<0xFF>
+
+
+def meta_pieces(cfg: VocabConfig) -> int:
+    """Pieces SentencePiece adds on top of the learnt ones."""
+    return SPECIAL_PIECES + (BYTE_PIECES if cfg.byte_fallback else 0)
 SPM_LOG = "sentencepiece.log"  # SentencePiece's full log, next to the model
 _CHILD_ERROR = "cc100-spm-error: "
 _REPO = str(Path(__file__).resolve().parents[1])
@@ -324,7 +332,7 @@ class SentencePieceLog:
     """Condenses SentencePiece's log (hundreds of lines) into a few, and decides as early as
     its numbers allow that --vocab-size cannot be reached: the pieces only shrink from the seed
     pieces through every EM pass, and the final vocabulary adds at most the alphabet and the
-    META_PIECES to them. So a size above that bound fails before the long EM rounds."""
+    `meta_pieces` to them. So a size above that bound fails before the long EM rounds."""
 
     def __init__(self, cfg: VocabConfig, log, clock=time.perf_counter, extra_pieces: int = 0):
         self.cfg, self.log, self.clock, self.t0 = cfg, log, clock, clock()
@@ -343,7 +351,7 @@ class SentencePieceLog:
         return self._bound(self.numbers.get("pieces", self.numbers.get("seeds", 0)))
 
     def _bound(self, pieces: int) -> int:
-        return pieces + self.numbers.get("alphabet", 0) + META_PIECES + self.extra_pieces
+        return pieces + self.numbers.get("alphabet", 0) + meta_pieces(self.cfg) + self.extra_pieces
 
     def feed(self, line: str) -> str | None:
         """One log line; returns a VocabError message when --vocab-size cannot be reached."""
@@ -376,7 +384,8 @@ class SentencePieceLog:
             return (f"--vocab-size {self.cfg.vocab_size} is too large for this sample: SentencePiece "
                     f"can build at most {self._bound(pieces)} pieces from it (its "
                     f"{'seed pieces' if 'EM' not in line else 'pieces after an EM pass'}: "
-                    f"{pieces:,}, plus the alphabet, {META_PIECES} special and byte pieces"
+                    f"{pieces:,}, plus the alphabet, {meta_pieces(self.cfg)} special"
+                    f"{' and byte' if self.cfg.byte_fallback else ''} pieces"
                     f"{f' and {self.extra_pieces:,} one-word lines' if self.extra_pieces else ''}). Use "
                     "a smaller --vocab-size, more text (--sentences, more corpus), or "
                     "--allow-smaller-vocab")
@@ -388,7 +397,7 @@ def _trainer_options(cfg: VocabConfig) -> dict:
         model_type="unigram",
         vocab_size=cfg.vocab_size,
         character_coverage=cfg.character_coverage,
-        byte_fallback=True,
+        byte_fallback=cfg.byte_fallback,
         # XLM-R's sentencepiece.bpe.model layout; fairseq specials are added on top.
         unk_id=0,
         bos_id=1,
@@ -468,8 +477,8 @@ def train_sentencepiece(sample: Path, cfg: VocabConfig, log=print,
         if m := _TOO_SMALL.search(msg):
             raise VocabError(
                 f"--vocab-size {m.group(1)} is too small: the sample's characters at "
-                f"character_coverage {cfg.character_coverage} plus the 3 special and 256 byte "
-                f"pieces need at least {m.group(2)}"
+                f"character_coverage {cfg.character_coverage} plus the {meta_pieces(cfg)} special"
+                f"{' and byte' if cfg.byte_fallback else ''} pieces need at least {m.group(2)}"
             )
         raise VocabError(f"SentencePiece training failed: {msg}")
     return model_path.read_bytes()
@@ -559,8 +568,8 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         type=float,
         default=0.9995,
         metavar="C",
-        help="character share the alphabet covers; the rest is byte fallback "
-        "(default: %(default)s)",
+        help="character share the alphabet covers; the rest is <unk> (bytes with "
+        "--byte-fallback) (default: %(default)s)",
     )
     add(
         "--share-by",
@@ -572,6 +581,12 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         "--allow-smaller-vocab",
         action="store_true",
         help="hard_vocab_limit=false: accept fewer pieces if the text cannot support --vocab-size",
+    )
+    add(
+        "--byte-fallback",
+        action="store_true",
+        help="encode characters outside the vocabulary as UTF-8 byte pieces instead of <unk> "
+        "(XLM-R has no byte pieces; default: off)",
     )
     add("--quiet", action="store_true",
         help=f"hide SentencePiece's progress lines (its full log is always in VOCAB_DIR/{SPM_LOG})")
@@ -589,6 +604,7 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         character_coverage=a.character_coverage,
         share_by=a.share_by,
         allow_smaller_vocab=a.allow_smaller_vocab,
+        byte_fallback=a.byte_fallback,
         quiet=a.quiet,
     )
 

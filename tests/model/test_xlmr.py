@@ -293,3 +293,38 @@ def test_tiny_model_learns_a_batch(tiny_config, multilingual_batch):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0], losses
+
+
+# ---------------------------------------------------------------- no mask without padding
+
+
+def test_attention_gets_a_mask_only_when_the_batch_has_padding(tiny_config, multilingual_batch,
+                                                              monkeypatch):
+    """Packed rows without padding run SDPA with attn_mask=None (its fastest kernels); the result
+    equals the masked computation, and padded rows still never see their padding."""
+    ids, mask = multilingual_batch
+    full = ids[:, :8].clone()  # the first 8 tokens of every sentence: no padding
+    assert (full != tiny_config.pad_token_id).all()
+    model = make_model(tiny_config).eval()
+    masks = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(*args, attn_mask=None, **kw):
+        masks.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        fast = model(full).logits
+        assert masks and all(m is None for m in masks)
+        masks.clear()
+        forced = model(full, padded=True).logits  # an all-True mask through the masked path
+        assert masks and all(m is not None and bool(m.all()) for m in masks)
+        torch.testing.assert_close(fast, forced, atol=1e-6, rtol=1e-6)
+        masks.clear()
+        told = model(full, padded=False).logits  # the caller knows: no check, no mask
+        assert all(m is None for m in masks)
+        torch.testing.assert_close(told, fast, atol=0, rtol=0)
+        masks.clear()
+        model(ids)  # padded: masked
+        assert masks and all(m is not None and not bool(m.all()) for m in masks)

@@ -54,6 +54,19 @@ def gzip_members(records: Sequence[bytes]) -> bytes:
     return b"".join(gzip.compress(r, mtime=0) for r in records)
 
 
+def member_offsets(data: bytes) -> list[int]:
+    """Start offsets of the gzip members of a (valid) multi-member gzip file."""
+    import zlib
+
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        inflater = zlib.decompressobj(wbits=31)
+        inflater.decompress(data[pos:])
+        pos = len(data) - len(inflater.unused_data)
+    return starts
+
+
 def page(title: str, *lines: str) -> str:
     return "\n".join((title, *lines)) + "\n"
 

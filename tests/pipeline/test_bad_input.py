@@ -19,14 +19,17 @@ import pytest
 from pipeline.main import main
 from pipeline.wet import (
     BAD_HEADER,
+    CORRUPT_GZIP,
     GARBAGE,
+    READ_CHUNK,
+    RECORD_TOO_LARGE,
     TRUNCATED_RECORD,
     WetFileReport,
     documents_from_records,
     iter_wet_records,
     read_wet_file,
 )
-from tests.pipeline.corpus_helpers import gzip_members, warc_record, warcinfo
+from tests.pipeline.corpus_helpers import gzip_members, member_offsets, warc_record, warcinfo
 
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
@@ -72,20 +75,78 @@ def test_corrupt_gzip_member_is_skipped_when_caught_at_its_start():
     bad[20:40] = b"\xff" * 20  # destroy the deflate stream of a small member
     records, report = _parse(b"".join(members[:3]) + bytes(bad) + b"".join(members[4:]))
     assert _urls(records) == ["http://c.example/0", "http://c.example/1", "http://c.example/2", "http://c.example/4"]
-    assert report.skipped[GARBAGE] == 1 and report.garbage_bytes == len(bad)
+    assert report.skipped == {CORRUPT_GZIP: 1} and report.garbage_bytes == 0
+    assert report.error is None
 
 
-def test_corruption_deep_inside_a_large_member_ends_the_file_after_the_good_records():
-    rng = random.Random(1)
-    big_text = "Big page\n" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz \n") for _ in range(300_000))
+def _big_text(n: int, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    return "Big page\n" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz \n") for _ in range(n))
+
+
+def test_corruption_deep_inside_a_large_member_costs_that_member_only():
+    """The damaged member straddles several 64 KiB reads (the error shows up late): reading
+    resumes at the next member, which is kept."""
     members = [gzip.compress(r, mtime=0) for r in _records("d", 2)]
-    big = bytearray(gzip.compress(warc_record(big_text, url="http://d.example/big"), mtime=0))
+    big = bytearray(gzip.compress(warc_record(_big_text(300_000), url="http://d.example/big"), mtime=0))
     assert len(big) > 2 * 64 * 1024  # decompressed over several reads
     big[150_000:150_100] = b"\x00" * 100
     records, report = _parse(b"".join(members) + bytes(big) + members[0])
-    assert _urls(records) == ["http://d.example/0", "http://d.example/1"]
-    assert report.error.startswith("corrupt gzip")
-    assert report.skipped[TRUNCATED_RECORD] == 1  # the big record's decoded start is not kept
+    assert _urls(records) == ["http://d.example/0", "http://d.example/1", "http://d.example/0"]
+    assert report.skipped == {CORRUPT_GZIP: 1}
+    assert report.error is None and "1 skipped (corrupt_gzip)" in report.problems
+
+
+def test_a_corrupt_member_larger_than_the_hold_limit_costs_the_record_in_progress():
+    """A member that holds many records (not Common Crawl's layout) is passed on as it is
+    decoded once it is large; the records decoded before the damage are kept, the one in
+    progress is dropped, and the next member is read. (Deflate may decode some garbage before
+    it notices the damage: skipped and counted like any garbage.)"""
+    texts = [_big_text(3000, seed=i) for i in range(40)]
+    one_member = gzip.compress(b"".join(warc_record(t, url=f"http://m.example/{i}") for i, t in enumerate(texts)), mtime=0)
+    damaged = bytearray(one_member)
+    damaged[len(damaged) * 3 // 4] ^= 0x55
+    after = gzip.compress(warc_record(_body("n", 0), url="http://n.example/0"), mtime=0)
+    report = WetFileReport("mem")
+    records = list(iter_wet_records(io.BytesIO(bytes(damaged) + after), "mem", report, max_record_bytes=4096))
+    urls = _urls(records)
+    assert urls[-1] == "http://n.example/0"
+    kept = urls[:-1]
+    assert 10 < len(kept) < 40 and kept == [f"http://m.example/{i}" for i in range(len(kept))]
+    assert all(r.body == texts[i].encode() for i, r in enumerate(records[:-1]))
+    assert report.skipped[CORRUPT_GZIP] == 1 and report.error is None
+
+
+def test_one_flipped_bit_in_a_real_sample_costs_one_record(shared_data):
+    """#14 §3: a flipped bit in a member that straddles a 64 KiB read used to end the whole file.
+
+    Here: one bit flipped in the deflate data of every 10th member of the real sample, one at a
+    time; exactly that member's record is lost, every other record is read byte for byte."""
+    data = (shared_data / "wet" / "CC-MAIN-2019-30-sample-00000.warc.wet.gz").read_bytes()
+    starts = member_offsets(data)
+    original, _ = _parse(data)
+    assert len(starts) == len(original) == 341
+    straddling = [i for i in range(len(starts) - 1) if starts[i] // READ_CHUNK != starts[i + 1] // READ_CHUNK]
+    for i in sorted(set(range(1, len(starts), 10)) | set(straddling[:5])):
+        end = starts[i + 1] if i + 1 < len(starts) else len(data)
+        damaged = bytearray(data)
+        damaged[(starts[i] + 10 + end) // 2] ^= 0x10  # inside the deflate data
+        records, report = _parse(bytes(damaged))
+        expected = original[:i] + original[i + 1 :]
+        assert [(r.headers, r.body) for r in records] == [(r.headers, r.body) for r in expected], i
+        assert report.skipped == {CORRUPT_GZIP: 1} and report.error is None
+
+
+@pytest.mark.parametrize("prefix", [b"x", b"WARC/1.0\n", b"\x1e\x8b\x08"])
+def test_a_member_that_ends_exactly_at_a_read_boundary_does_not_end_the_file(shared_data, prefix):
+    """Found by the fuzzer: garbage before the first member (even a version line, or a damaged
+    gzip magic) shifts a member end onto a 64 KiB read boundary; every record is still read."""
+    data = (shared_data / "wet" / "CC-MAIN-2019-30-sample-00000.warc.wet.gz").read_bytes()
+    starts = member_offsets(data)
+    j = next(k for k in range(1, len(starts)) if READ_CHUNK - starts[k] > len(prefix))
+    garbage = prefix + b"x" * (READ_CHUNK - starts[j] - len(prefix))  # member j - 1 ends at 64 KiB
+    records, report = _parse(garbage + data)
+    assert len(records) == 341 and report.skipped == {GARBAGE: 1} and report.garbage_bytes == len(garbage)
 
 
 # -- garbage ----------------------------------------------------------------------------------
@@ -110,6 +171,29 @@ def test_raw_garbage_between_gzip_members_is_skipped_and_counted():
     assert _urls(parsed) == [f"http://z.example/{i}" for i in range(5)]
     assert report.skipped[GARBAGE] == 2 and report.garbage_bytes == len(garbage) + 5
     assert report.error is None
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+@pytest.mark.parametrize("garbage", [b"no newline before the next record", b"\x00\xff", b"WARC/1.0 but not a version line",
+                                     b"WARC/1.0\r\nnot: a\r\nheader block"])
+def test_garbage_without_a_line_end_does_not_swallow_the_next_record(compressed, garbage):
+    """#14 §3 / #15 §6: garbage (plain, or a gzip member of its own) that does not end with a
+    line end right before the next `WARC/1.0`; even a fake version line inside it."""
+    records = _records("n")
+    parts = [*records[:2], garbage, *records[2:]]
+    parsed, report = _parse(gzip_members(parts) if compressed else b"".join(parts))
+    assert _urls(parsed) == [f"http://n.example/{i}" for i in range(5)]
+    assert all(r.body == _body("n", i).encode() for i, r in enumerate(parsed))
+    assert sum(report.skipped.values()) == 1 and report.content_length_mismatch == 0
+
+
+def test_a_bad_header_block_resynchronises_right_after_its_version_line():
+    """A header block that runs into the next record (its blank line is missing) costs itself only."""
+    records = _records("b")
+    broken = b"WARC/1.0\r\nWARC-Type: conversion\r\nno colon here\r\n"  # no blank line, no body
+    parsed, report = _parse(b"".join([records[0], broken, *records[1:]]))
+    assert _urls(parsed) == [f"http://b.example/{i}" for i in range(5)]
+    assert report.skipped == {BAD_HEADER: 1}
 
 
 def test_malformed_header_skips_one_record_only():
@@ -140,6 +224,35 @@ def test_wrong_content_length_is_repaired_and_counted(length):
     assert all(r.body == _body("ok", i).encode() for r, i in zip(parsed[2:], range(1, 5)))
     assert report.content_length_mismatch == 1
     assert sum(report.skipped.values()) == 0
+
+
+def test_a_correct_content_length_over_the_limit_is_counted_only_as_too_large():
+    """#15 §4/§6: a record over --max-record-bytes is skipped and counted once, as too large
+    (not also as a wrong Content-Length); the records around it are kept."""
+    records = _records("big")
+    large = warc_record(_body("large", 0) * 40, url="http://large.example/")  # about 17 KB, correct length
+    for parts in ([records[0], large, *records[1:]], [*records, large]):
+        report = WetFileReport("mem")
+        parsed = list(iter_wet_records(io.BytesIO(gzip_members(parts)), "mem", report, max_record_bytes=8192))
+        assert _urls(parsed) == [f"http://big.example/{i}" for i in range(5)]
+        assert report.skipped == {RECORD_TOO_LARGE: 1} and report.content_length_mismatch == 0
+    parsed, report = _parse(gzip_members([records[0], large, *records[1:]]))  # within the default limit
+    assert len(parsed) == 6 and not report.skipped
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-5", "1e9", ""])
+def test_a_huge_or_negative_content_length_that_lies_is_repaired(value):
+    records = _records("h")
+    liar = warc_record(_body("hl", 0), url="http://hl.example/", content_length=0).replace(
+        b"Content-Length: 0\r\n", f"Content-Length: {value}\r\n".encode())
+    parsed, report = _parse(gzip_members([records[0], liar, *records[1:]]))
+    assert _urls(parsed) == ["http://h.example/0", "http://hl.example/"] + [f"http://h.example/{i}" for i in range(1, 5)]
+    assert report.content_length_mismatch == 1 and not report.skipped
+
+
+def test_max_record_bytes_must_be_positive():
+    with pytest.raises(ValueError, match="max_record_bytes must be >= 1"):
+        list(iter_wet_records(io.BytesIO(b""), "mem", max_record_bytes=0))
 
 
 def test_wrong_content_length_of_the_last_record():
@@ -248,6 +361,7 @@ def test_output_holding_a_finished_run_or_other_files_is_refused(tmp_path, capsy
     [
         (["--workers", "0"], "--workers must be >= 1"),
         (["--min-len", "-1"], "--min-len must be >= 0"),
+        (["--max-record-bytes", "0"], "--max-record-bytes must be >= 1"),
         (["--dedup-group-size", "0"], "--dedup-group-size must be >= 1"),
         (["--dedup", "exact"], "invalid choice: 'exact'"),
         (["--min_len", "5"], "unrecognized arguments (neither cc100 corpus flags nor Beam options): --min_len"),
@@ -313,3 +427,21 @@ def test_console_script_reports_every_bad_file_and_keeps_the_good_records(tmp_pa
     expected |= {"http://liar.example/9", "http://utf.example/0"}
     assert urls == expected
     assert c["documents_out"] == len(expected) == table.num_rows
+
+
+@pytest.mark.slow
+def test_max_record_bytes_flag_skips_and_counts_a_large_record_end_to_end(tmp_path, capsys):
+    """--max-record-bytes reaches the reader: the large record is counted once, as too large."""
+    wet = tmp_path / "a.warc.wet.gz"
+    large = warc_record(_body("large", 0) * 40, url="http://large.example/")  # about 17 KB
+    wet.write_bytes(gzip_members([warcinfo(), *_records("e")[:2], large, *_records("e")[2:]]))
+    out = tmp_path / "out"
+    code = main(["--input", str(wet), "--output", str(out), "--min-len", "100", "--lang-threshold", "0",
+                 "--max-record-bytes", "8192"])
+    assert code == 0, capsys.readouterr().err
+    stats = json.loads((out / "stats.json").read_text())
+    c = stats["counters"]
+    assert c["bad_wet_record_record_too_large"] == 1 and c["bad_wet_record"] == 1
+    assert c.get("content_length_mismatch", 0) == 0
+    assert c["documents_read"] == 5 and stats["config"]["max_record_bytes"] == 8192
+    assert "1 too large" in capsys.readouterr().out

@@ -17,6 +17,7 @@ from pipeline.lid import (
     IdentifyLanguage,
     LidConfig,
     default_lid_model,
+    is_language_code,
     load_lid_model,
     parse_langs,
     predict_language,
@@ -24,6 +25,7 @@ from pipeline.lid import (
     predict_lines,
     self_check,
 )
+from pipeline.io import partition_of
 from tests.pipeline.corpus_helpers import beam_counters, make_doc
 from pipeline.tools import ModelFileError
 
@@ -240,3 +242,33 @@ def test_per_paragraph_mode_records_each_line(model):
         )
         doc_lang = predict_language(model, doc.raw_content)[0]
         assert_that(out, equal_to([(doc_lang, ["en", "fr", "de"], 3)]))
+
+
+@pytest.mark.parametrize("label, ok", [
+    ("en", True), ("als", True), ("zh-Hant", True), ("eng_Latn", True), ("pt-BR", True),
+    ("..", False), (".", False), ("", False), ("a/b", False), ("EN", False), ("e", False),
+    ("english", False), ("en/../x", False), ("en-", False), ("__label__en", False),
+])
+def test_is_language_code(label, ok):
+    assert is_language_code(label) is ok
+
+
+def test_a_label_that_is_not_a_language_code_is_dropped_and_counted(tmp_path):
+    """#15 §6: a custom LID model labelling text '..' must not make the output path OUT/../all/."""
+    path = tmp_path / "custom.bin"
+    _write_dense_model(path, ["hello", "dotdot"], ["en", ".."], [[1, 0], [0, 1]], [[5, 0], [0, 5]])
+    docs = [make_doc("hello", 0), make_doc("dotdot", 1), make_doc("hello hello", 2)]
+    p = BeamTestPipeline(runner="FnApiRunner")
+    out = p | beam.Create(docs) | IdentifyLanguage(model=str(path)) | beam.Map(lambda d: (d.record_offset, d.language))
+    assert_that(out, equal_to([(0, "en"), (2, "en")]))
+    result = p.run()
+    result.wait_until_finish()
+    c = beam_counters(result)
+    assert c["lid_dropped_bad_label"] == 1 and c["lid_documents_out"] == 2
+
+
+def test_partition_names_are_never_dot_dot_or_hidden():
+    """The writer's second line of defence, for documents that did not come through LID."""
+    for language, expected in ((None, "und"), ("..", "_.."), (".", "_."), ("../x", "_.._x"), (".hidden", "_.hidden"),
+                               ("en", "en"), ("a/b", "a_b")):
+        assert partition_of(make_doc("x", language=language))[0] == expected

@@ -13,6 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.buckets import AssignBuckets, read_cutoffs
 from pipeline.lm import LmConfig, train_languages
 from pipeline.normalize import normalize
+import pipeline.perplexity as perplexity_module
 from pipeline.perplexity import (
     ScorePerplexity,
     available_languages,
@@ -21,12 +22,15 @@ from pipeline.perplexity import (
     load_sentencepiece,
     model_paths,
     perplexity,
+    pieces_at_spaces,
     pp,
     score_document,
     score_documents,
+    score_long_line,
     tokenize,
     validate_models,
 )
+from pipeline.wet import iter_wet_records
 from tests.pipeline.corpus_helpers import beam_counters, make_doc
 from pipeline.tools import ModelFileError
 
@@ -142,6 +146,69 @@ def test_batch_scoring_equals_one_document_at_a_time(en_models, per_line):
     expected = [score_document(t, sp, lm, per_line) for t in texts]
     assert score_documents(texts, sp, lm, per_line) == expected
     assert expected[1] is None and expected[2] is None and None not in expected[3:]
+
+
+def test_pieces_at_spaces_cut_before_a_space_or_at_the_size():
+    line = "aaa bbb ccc dddddddddddd e"
+    pieces = list(pieces_at_spaces(line, 8))
+    assert "".join(pieces) == line and all(len(p) <= 8 for p in pieces)
+    assert pieces == ["aaa bbb", " ccc", " ddddddd", "ddddd e"]  # no space in 8: cut at 8
+    assert list(pieces_at_spaces("short", 8)) == ["short"]
+    assert list(pieces_at_spaces("  x", 1)) == [" ", " ", "x"]
+
+
+def _long_documents(shared_data, held_out, lang):
+    """Real text: the held-out sentences as one document, and a long real web page."""
+    docs = ["\n".join(held_out[lang])]
+    if lang == "en":
+        path = shared_data / "wet" / "CC-MAIN-2019-30-sample-00000.warc.wet.gz"
+        with open(path, "rb") as f:
+            bodies = sorted((r.body for r in iter_wet_records(f, str(path))), key=len)
+        docs.append(bodies[-1].decode("utf-8", "replace"))  # the longest page (142 KB)
+    return docs
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_long_lines_scored_in_pieces_equal_the_one_line_score_exactly(lm_models, shared_data, monkeypatch, lang):
+    """#15 §4: bounded memory without changing a single score (float32 sums compared with ==)."""
+    lm_dir, held_out = lm_models
+    sp_path, lm_path = model_paths(str(lm_dir), lang)
+    sp, lm = load_sentencepiece(sp_path), load_kenlm(lm_path)
+    texts = _long_documents(shared_data, held_out, lang)
+    whole = {per_line: score_documents(texts, sp, lm, per_line) for per_line in (False, True)}
+    for text in texts:
+        line = normalize(text)
+        tokenized = " ".join(sp.encode(line, out_type=str))
+        expected = (lm.score(tokenized), len(tokenized.split()) + 1)
+        assert len(list(pieces_at_spaces(line, 500))) > 5
+        monkeypatch.setattr(perplexity_module, "LONG_LINE_CHARS", 500)
+        assert score_long_line(sp, lm, line) == expected
+        monkeypatch.undo()
+    monkeypatch.setattr(perplexity_module, "LONG_LINE_CHARS", 300)
+    for per_line in (False, True):
+        assert score_documents(texts, sp, lm, per_line) == whole[per_line]
+
+
+class _RecordingSentencePiece:
+    """A SentencePiece processor that remembers the longest line it was asked to encode."""
+
+    def __init__(self, sp):
+        self.sp, self.longest = sp, 0
+
+    def encode(self, lines, **kwargs):
+        self.longest = max([self.longest, *map(len, lines)])
+        return self.sp.encode(lines, **kwargs)
+
+
+def test_a_huge_document_never_reaches_sentencepiece_as_one_line(en_models, lm_models):
+    """Memory is bounded by the piece size, whatever the document's size (3.6 MB here)."""
+    sp, lm = en_models
+    _, held_out = lm_models
+    huge = "\n".join(held_out["en"] * 600)
+    assert len(normalize(huge)) > 10 * perplexity_module.LONG_LINE_CHARS
+    recording = _RecordingSentencePiece(sp)
+    (value,) = score_documents([huge], recording, lm)
+    assert value is not None and recording.longest <= perplexity_module.LONG_LINE_CHARS
 
 
 def test_held_out_sentences_beat_their_shuffled_words(lm_models):

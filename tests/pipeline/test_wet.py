@@ -52,6 +52,9 @@ def test_2024_layout_real_file(shared_data):
     assert doc.length == len(doc.raw_content)
     assert doc.nlines == doc.raw_content.count("\n") + 1
     assert doc.cc_segment == str(path) and doc.record_offset == 1
+    # cc_net's original_length: the WARC Content-Length in bytes (title and UTF-8 included)
+    assert doc.original_length == int(records[1].headers["content-length"]) == len(records[1].body)
+    assert doc.original_length > len(doc.title) + 1 + doc.length
 
 
 def test_2019_layout_real_sample(shared_data):
@@ -105,7 +108,8 @@ def test_headers_are_parsed_by_name_not_position():
         doc, reason, _ = record_to_document(records[1], "seg")
         assert reason is None
         assert (doc.url, doc.title, doc.raw_content) == ("http://www.Example.org:8080/a", "Title", "some text here")
-        assert doc.source_domain == "example.org"
+        assert doc.source_domain == "www.Example.org:8080"  # cc_net: urlparse(url).netloc
+        assert doc.original_length == len(body.encode("utf-8"))
         assert doc.date_download == "2019-07-17T12:15:59Z"
 
 
@@ -134,9 +138,9 @@ def test_split_lines_is_cc_nets_line_reading():
 @pytest.mark.parametrize(
     "url, domain",
     [
-        ("https://www.example.com/x", "example.com"),
-        ("http://News.BBC.co.uk:80/a?b", "news.bbc.co.uk"),
-        ("http://user@host.org/", "host.org"),
+        ("https://www.example.com/x", "www.example.com"),
+        ("http://News.BBC.co.uk:80/a?b", "News.BBC.co.uk:80"),
+        ("http://user@host.org/", "user@host.org"),
         ("http://[bad", ""),
         ("not a url", ""),
     ],
@@ -157,3 +161,32 @@ def test_min_len_filter_counts_short_and_empty_documents():
     recs = iter_wet_records(io.BytesIO(gzip_members(records)), "m", report0)
     docs0 = list(documents_from_records(recs, "m", 0, report0))
     assert [d.url for d in docs0] == ["http://a/", "http://b/"]  # min_len 0 still drops empty text
+
+
+def test_source_domain_is_ccnets_on_its_released_output(shared_data):
+    """cc_net's own output (shared sample): our source_domain of its url is its source_domain."""
+    import json
+
+    rows = [json.loads(line)["metadata"] for path in sorted((shared_data / "ccnet_output").glob("*.jsonl.gz"))
+            for line in gzip.open(path, "rt", encoding="utf-8")]
+    assert len(rows) >= 20
+    for m in rows:
+        assert source_domain(m["url"]) == m["source_domain"], m["url"]
+        assert m["original_length"] > m["length"]  # bytes as read vs characters kept
+
+
+def test_original_length_is_the_bytes_of_the_record_even_when_content_length_lies():
+    """original_length is cc_net's Content-Length; a record whose header lies is re-delimited at
+    the next record, and original_length is then the bytes it really has."""
+    body = page("Titre", "déjà vu " * 40)
+    true_length = len(body.encode("utf-8"))
+    raw = [warcinfo(), warc_record(body, url="http://a.example/", content_length=true_length + 7),
+           warc_record(page("T", "next page"), url="http://b.example/")]
+    records = list(iter_wet_records(io.BytesIO(b"".join(raw)), "mem"))
+    doc, reason, _ = record_to_document(records[1], "seg")
+    assert reason is None and doc.title == "Titre"
+    assert doc.original_length == len(records[1].body) > len(doc.raw_content) + len(doc.title)
+    # (re-delimited, the page's final newline is taken for part of the record separator)
+    assert true_length - 1 <= doc.original_length <= true_length < true_length + 7
+    ok, _, _ = record_to_document(records[2], "seg")
+    assert ok.original_length == len(page("T", "next page").encode("utf-8"))

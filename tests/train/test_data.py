@@ -7,23 +7,41 @@ import pytest
 
 from tests.train.test_shards import make_shards
 from train.data import (IGNORE_INDEX, MLMStream, Prefetcher, Specials, epoch_keys, feistel_permute, mask_batch,
-                        replacement_ids, row_uniforms, validation_sets)
+                        pack_complete, paragraph_ends, replacement_ids, row_uniforms, validation_sets)
 from train.sampling import alpha_sampling_probs
 from train.shards import load_manifest
 
 SPECIALS = Specials(bos=0, pad=1, eos=2, unk=3, mask=999, vocab_size=1000)
 
 
-def lang_docs(lang_id: int, n_tokens: int, doc_len: int = 37) -> list[list[int]]:
-    """Documents whose tokens encode (language, position): token = 4 + (lang*100 + pos % 97) % 990.
+# paragraph lengths (</s> included), in turn: some longer than a row of max_len 32 (31 tokens)
+PARAGRAPH_LENS = (5, 12, 40, 3, 20, 31, 33, 9, 1 + 70)
+PARAGRAPHS_PER_DOC = 3
 
-    Positions are recoverable from a block, which lets the tests check contiguity."""
-    docs, pos = [], 0
+
+def lang_docs(lang_id: int, n_tokens: int) -> list[list[int]]:
+    """Documents of paragraphs, each ending with </s> (2), whose other tokens encode (language,
+    position): token = 4 + (lang*100 + pos % 97) % 990.
+
+    Positions are recoverable from a row, which lets the tests check contiguity."""
+    docs, pos, k = [], 0, 0
     while pos < n_tokens:
-        n = min(doc_len, n_tokens - pos)
-        docs.append([4 + (lang_id * 100 + (pos + i) % 97) % 990 for i in range(n - 1)] + [2])
-        pos += n
+        doc = []
+        for _ in range(PARAGRAPHS_PER_DOC):
+            n = min(PARAGRAPH_LENS[k % len(PARAGRAPH_LENS)], n_tokens - pos)
+            k += 1
+            if n <= 0:
+                break
+            doc += [4 + (lang_id * 100 + (pos + i) % 97) % 990 for i in range(n - 1)] + [2]
+            pos += n
+        docs.append(doc)
     return docs
+
+
+def flat_streams() -> dict[str, np.ndarray]:
+    """The train streams as written (parts concatenated), independent of TokenStream."""
+    return {lang: np.concatenate([np.array(d) for d in lang_docs(i, n)])
+            for i, (lang, n) in enumerate({"big": 60_000, "mid": 6_000, "small": 600}.items())}
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +148,8 @@ def test_language_shares_follow_alpha(shards):
 
 
 def test_rows_are_framed_contiguous_blocks(shards):
-    s = stream(shards)
-    # the streams as written (parts concatenated), independent of TokenStream
-    flat = {lang: np.concatenate([np.array(d) for d in lang_docs(i, n)])
-            for i, (lang, n) in enumerate({"big": 60_000, "mid": 6_000, "small": 600}.items())}
+    s = stream(shards, packing="blocks")
+    flat = flat_streams()
     for _ in range(5):
         langs, blocks, _ = s.plan(s.step, s.consumed)
         b = s.next_batch()
@@ -147,10 +163,11 @@ def test_rows_are_framed_contiguous_blocks(shards):
             np.testing.assert_array_equal(row[1:-1], flat[lang][block * 30:(block + 1) * 30])
 
 
-def test_one_epoch_visits_every_block_once(shards):
-    s = stream(shards, global_batch=16, alpha=1.0)
-    n = s.num_blocks["small"]  # 600 // 30 = 20
-    assert n == 20
+@pytest.mark.parametrize("packing", ["complete", "blocks"])
+def test_one_epoch_visits_every_row_once(shards, packing):
+    s = stream(shards, global_batch=16, alpha=1.0, packing=packing)
+    n = s.num_rows["small"]
+    assert n == (20 if packing == "blocks" else 25)  # 600 // 30; whole paragraphs in rows of <= 31
     seen = []
     while s.consumed["small"] < n:
         before = s.consumed["small"]
@@ -206,20 +223,21 @@ def test_epochs_continue_past_the_end_of_small_languages(shards):
     s = stream(shards, global_batch=128, alpha=0.0)
     for _ in range(5):
         s.next_batch()
-    assert s.consumed["small"] > 2 * s.num_blocks["small"], "the small language wrapped around"
+    assert s.consumed["small"] > 2 * s.num_rows["small"], "the small language wrapped around"
 
 
 def test_language_too_small_for_a_block_is_skipped(shards):
-    s = stream(shards, max_len=1024)
+    s = stream(shards, max_len=1024, packing="blocks")
     assert "small" in s.skipped and "small" not in s.languages
     with pytest.raises(ValueError, match="no language has"):
-        stream(shards, max_len=100_000)
+        stream(shards, max_len=100_000, packing="blocks")
+    assert "small" in stream(shards, max_len=1024).languages  # complete: one padded row is enough
 
 
 def test_validation_sets_are_fixed_and_split_over_ranks(shards):
     v = validation_sets(shards, max_len=32, max_seqs=10, seed=0)
     assert set(v) == {"big", "mid"}  # "small" has no held-out tokens
-    assert v["big"]["input_ids"].shape == (10, 32) and v["mid"]["sequences"] == 3
+    assert v["big"]["input_ids"].shape == (10, 32) and v["mid"]["sequences"] == 5  # 100 tokens: 3 blocks of 30, 5 rows of whole paragraphs
     again = validation_sets(shards, max_len=32, max_seqs=10, seed=0)
     np.testing.assert_array_equal(v["big"]["labels"], again["big"]["labels"])
     r0 = validation_sets(shards, max_len=32, max_seqs=10, seed=0, rank=0, world_size=2)
@@ -243,3 +261,83 @@ def test_prefetcher_hands_out_the_same_batches_and_cursor(shards):
         np.testing.assert_array_equal(fetcher.next_batch()["input_ids"], expected["input_ids"])
     finally:
         fetcher.close()
+
+
+# -- FULL-SENTENCES packing (the default) -------------------------------------------------------
+
+def test_pack_complete_greedy_whole_paragraphs_and_splits_long_ones():
+    # paragraphs [0,3) [3,5) [5,20) [20,22) [22,23); rows of at most 6 tokens
+    assert pack_complete(np.array([3, 5, 20, 22, 23]), 6).tolist() == [0, 5, 11, 17, 23]
+    assert pack_complete(np.array([6, 12]), 6).tolist() == [0, 6, 12]  # exact fits
+    assert pack_complete(np.array([13]), 6).tolist() == [0, 6, 12, 13]
+    assert pack_complete(np.array([0]), 6).tolist() == [0]  # an empty stream has no rows
+
+
+def test_packing_invariants_on_the_shards(shards):
+    """Rows cover the stream contiguously; a row ends at a paragraph end unless the paragraph
+    alone is longer than a row; the greedy fill leaves no room for the next paragraph; and rows
+    cross document boundaries."""
+    s = stream(shards)
+    cap = s.max_len - 1
+    for lang in s.languages:
+        bounds = s.bounds[lang]
+        ends = paragraph_ends(s.streams[lang], 2)
+        starts = np.concatenate([[0], ends[:-1]])
+        assert bounds[0] == 0 and bounds[-1] == s.tokens[lang]
+        assert (np.diff(bounds) > 0).all() and (np.diff(bounds) <= cap).all()
+        at_end = np.isin(bounds[1:-1], ends)
+        for b in bounds[1:-1][~at_end]:  # inside a paragraph: only when it is longer than a row
+            k = np.searchsorted(ends, b, side="right")
+            assert ends[k] - starts[k] > cap
+        for a, b in zip(bounds[:-2], bounds[1:-1]):
+            if b in ends:  # the next paragraph (or its first row's worth) did not fit
+                k = np.searchsorted(ends, b, side="right")
+                assert b - a + min(ends[k] - b, cap) > cap or ends[k] - starts[k] > cap
+    doc_ends = np.cumsum([len(d) for part in [lang_docs(0, 60_000)] for d in part])
+    crossing = [(a, b) for a, b in zip(s.bounds["big"][:-1], s.bounds["big"][1:])
+                if ((doc_ends > a) & (doc_ends < b)).any()]
+    assert len(crossing) > 100, "rows run across document boundaries"
+
+
+def test_complete_rows_are_bos_paragraphs_then_padding_never_a_target(shards):
+    s = stream(shards)
+    flat = flat_streams()
+    padded_rows = 0
+    for _ in range(5):
+        langs, row_ids, _ = s.plan(s.step, s.consumed)
+        b = s.next_batch()
+        x, y = b["input_ids"], b["labels"]
+        original = np.where(y != IGNORE_INDEX, y, x)
+        assert (original[:, 0] == 0).all()
+        np.testing.assert_array_equal(b["padding"], (original == 1).sum(axis=1))
+        for row, labels, lang, k in zip(original, y, b["languages"], row_ids):
+            a, e = s.bounds[lang][k], s.bounds[lang][k + 1]
+            n = e - a
+            np.testing.assert_array_equal(row[1:1 + n], flat[lang][a:e])
+            assert (row[1 + n:] == 1).all(), "only the remainder is padding"
+            assert (labels[1 + n:] == IGNORE_INDEX).all(), "padding is never a target"
+            assert row[n] == 2 or n == s.max_len - 1, "a row ends with </s> unless it is full"
+            padded_rows += n < s.max_len - 1
+    assert padded_rows > 0
+
+
+def test_resume_and_ranks_hold_for_complete_packing_and_packing_is_checked(shards):
+    s = stream(shards)
+    for _ in range(4):
+        s.next_batch()
+    state = s.state_dict()
+    assert state["packing"] == "complete"
+    expected = s.next_batch()
+    parts = []
+    for r in range(4):
+        t = stream(shards, rank=r, world_size=4)
+        t.load_state_dict(state)
+        parts.append(t.next_batch())
+    np.testing.assert_array_equal(np.concatenate([p["input_ids"] for p in parts]), expected["input_ids"])
+    np.testing.assert_array_equal(np.concatenate([p["labels"] for p in parts]), expected["labels"])
+    with pytest.raises(ValueError, match="packing"):
+        stream(shards, packing="blocks").load_state_dict(state)
+    old = {k: v for k, v in stream(shards, packing="blocks").state_dict().items() if k != "packing"}
+    stream(shards, packing="blocks").load_state_dict(old)  # a cursor from before packing: blocks
+    with pytest.raises(ValueError, match="packing must be one of"):
+        stream(shards, packing="fixed")

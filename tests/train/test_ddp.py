@@ -68,6 +68,8 @@ def assert_same_run(a, b, rel=2e-5):
 
 
 def test_two_ranks_equal_one_process(world, single, tmp_path):
+    # FULL-SENTENCES (the default): padded rows, split differently into micro-batches per rank
+    assert max(r["pad_share"] for r in read_log(single)) > 0
     proc = run(world, tmp_path, 2)
     assert "2 rank(s) on cpu" in proc.stdout
     assert proc.stdout.count("cc100 pretrain: model") == 1, "only rank 0 prints"
@@ -85,3 +87,10 @@ def test_resume_with_another_world_size(world, single, tmp_path):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
     run(world, tmp_path, 1, "--resume")
     assert_same_run(single, tmp_path)
+
+
+def test_two_ranks_equal_one_process_with_block_packing(world, tmp_path):
+    run(world, tmp_path / "one", 1, "--packing", "blocks")
+    run(world, tmp_path / "two", 2, "--packing", "blocks")
+    assert all(r["pad_share"] == 0 for r in read_log(tmp_path / "two"))
+    assert_same_run(tmp_path / "one", tmp_path / "two")

@@ -131,9 +131,11 @@ def shard_documents(shards: Path, lang: str, split: str) -> list[list[int]]:
 
 # -- pure pieces --------------------------------------------------------------------------------
 
-def test_encode_documents_frames_with_eos(tok):
-    docs = encode_documents(tok, ["Hello world.\nSecond paragraph.", "", None, " \n\t"])
-    assert docs[0] == tok.encode("Hello world.") + tok.encode("Second paragraph.") + [tok.eos_id]
+def test_encode_documents_ends_every_paragraph_with_eos(tok):
+    """fairseq binarises one line per paragraph, each ending with </s> (blank lines dropped)."""
+    docs = encode_documents(tok, ["Hello world.\n\nSecond paragraph.", "", None, " \n\t"])
+    assert docs[0] == (tok.encode("Hello world.") + [tok.eos_id]
+                       + tok.encode("Second paragraph.") + [tok.eos_id])
     assert docs[1:] == [None, None, None], "empty documents are skipped, not written"
 
 
@@ -159,15 +161,18 @@ def test_shards_hold_every_document_exactly(world, tok):
         for _, docs in sorted(files, key=lambda f: (Path(f[0]).parent.name, Path(f[0]).name)):
             for d in docs:
                 text = "\n".join(d)
-                ids = [t for p in d for t in tok.encode(p)] + [tok.eos_id]
+                ids = [t for p in d for t in tok.encode(p) + [tok.eos_id]]
                 expected["valid" if is_valid_doc(text, VALID_FRACTION) else "train"].append(ids)
         for split in ("train", "valid"):
             got = shard_documents(world.shards, lang, split)
             assert got == expected[split], f"{lang}/{split}"
             info = m.languages[lang][split]
             assert info.tokens == sum(map(len, got)) and info.docs == len(got)
-            # </s> appears exactly once per document, at its end
-            assert sum(d.count(tok.eos_id) for d in got) == len(got)
+            # </s> ends every paragraph (the index keeps the documents)
+            assert sum(d.count(tok.eos_id) for d in got) == sum(
+                len([p for p in docs if p.strip()]) for _, ds in files for docs in ds
+                if ("valid" if is_valid_doc("\n".join(docs), VALID_FRACTION) else "train") == split)
+            assert all(d[-1] == tok.eos_id for d in got)
         n_valid += len(expected["valid"])
     assert n_valid > 0, "some documents are held out"
 
@@ -203,6 +208,26 @@ def test_rerun_resumes_per_input_file(world, tmp_path):
     assert rc == 0 and "13 files (12 already done)" in out and "[1/1] fr/head/part-00001.parquet" in out
     assert shard_documents(out_dir, "fr", "train") == shard_documents(world.shards, "fr", "train")
     load_manifest(out_dir)  # sizes check out again
+
+
+def test_shards_of_the_old_format_are_refused_then_redone(world, tmp_path):
+    """Format 1 glued a document's paragraphs with one </s>: training refuses it, saying what to
+    do, and `cc100 tokenize` over the same --output redoes every old part."""
+    from train.shards import ShardError
+
+    out_dir = tmp_path / "shards"
+    shutil.copytree(world.shards, out_dir)
+    for path in [out_dir / MANIFEST, *out_dir.rglob("*.done.json")]:
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "version": 1}))
+    with pytest.raises(ShardError, match=r"format version 1, .*re-run `cc100 tokenize`"):
+        load_manifest(out_dir)
+    rc, out, err = run_tokenize("--corpus", world.corpus, "--vocab", world.vocab, "--output", out_dir,
+                                "--workers", 1, "--valid-fraction", VALID_FRACTION)
+    assert rc == 0, err
+    assert "13 files (0 already done)" in out
+    assert load_manifest(out_dir).raw["version"] == 2
+    assert shard_documents(out_dir, "de", "train") == shard_documents(world.shards, "de", "train")
 
 
 def test_bad_input_file_is_reported_and_blocks_the_manifest(world, tmp_path):

@@ -93,6 +93,8 @@ def test_log_and_outputs(reference):
         assert {"step", "loss", "lr", "tokens_per_s", "mlm_accuracy"} <= set(r)
         assert math.isfinite(r["loss"]) and 0 <= r["mlm_accuracy"] <= 1 and r["tokens_per_s"] > 0
         assert "mfu" not in r, "no MFU on CPU"
+    # FULL-SENTENCES rows: only the remainder padded, so the resume tests below see padded batches
+    assert 0 < max(r["pad_share"] for r in log) < 0.5
     # 3 warmup steps to the peak, then linear decay to 0 at step 10
     assert [r["lr"] for r in log[:6]] == pytest.approx([2e-3 / 3, 4e-3 / 3, 2e-3, 2e-3, 2e-3 * 6 / 7, 2e-3 * 5 / 7])
     evals = [r for r in log if "val_loss" in r]
@@ -143,6 +145,20 @@ def test_kill_and_resume_gives_the_same_losses_step_by_step(world, reference, tm
     assert ck_ref["data"] == ck_got["data"]
 
 
+def test_kill_and_resume_with_block_packing(world, tmp_path):
+    """`--packing blocks` (no padding at all) resumes exactly too."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert pretrain(world, ref, "--packing", "blocks", "--steps", 6)[0] == 0
+    assert pretrain(world, run, "--packing", "blocks", "--steps", 6, "--stop-at-step", 4)[0] == 0
+    rc, out, err = pretrain(world, run, "--packing", "blocks", "--steps", 6, "--resume")
+    assert rc == 0, err
+    assert "steps 3 -> 6" in out and "packing blocks" in out
+    a, b = read_log(ref), read_log(run)
+    assert all(r["pad_share"] == 0 for r in a)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert torch.load(ref / "checkpoint.pt", weights_only=True)["data"]["packing"] == "blocks"
+
+
 def test_loss_curve_depends_on_the_seed(world, reference, tmp_path):
     """Guards the resume test against passing trivially (e.g. a constant loss)."""
     rc, _, err = pretrain(world, tmp_path, "--steps", 3, "--seed", 4)
@@ -177,6 +193,7 @@ def _corrupt_shards(world, tmp_path):
     ("output already used", "already holds checkpoint.pt: pass --resume"),
     ("incompatible resume", "incompatible with this command: data.max_len: checkpoint 64, now 32"),
     ("other steps on resume", "steps: checkpoint 10, now 20"),
+    ("other packing on resume", "data.packing: checkpoint 'complete', now 'blocks'"),
     ("vocabulary mismatch", "is not the vocabulary the shards"),
 ])
 def test_clear_errors_before_training(world, reference, tmp_path, case, message):
@@ -192,10 +209,12 @@ def test_clear_errors_before_training(world, reference, tmp_path, case, message)
         extra = ["--batch-tokens", 32]
     elif case == "resume without checkpoint":
         extra = ["--resume"]
-    elif case in ("output already used", "incompatible resume", "other steps on resume"):
+    elif case in ("output already used", "incompatible resume", "other steps on resume",
+                  "other packing on resume"):
         shutil.copytree(reference, run)
         extra = {"output already used": [], "incompatible resume": ["--resume", "--max-len", 32],
-                 "other steps on resume": ["--resume", "--steps", 20]}[case]
+                 "other steps on resume": ["--resume", "--steps", 20],
+                 "other packing on resume": ["--resume", "--packing", "blocks"]}[case]
     elif case == "vocabulary mismatch":
         kw["vocab"] = other_vocab(world)
     rc, out, err = pretrain(world, run, *extra, **kw)
@@ -237,7 +256,7 @@ def test_loss_falls_and_the_export_predicts_masks(world, tmp_path):
     for lang, v in valid.items():
         x, y = torch.from_numpy(v["input_ids"]), torch.from_numpy(v["labels"])
         with torch.no_grad():
-            logits = hf(input_ids=x).logits
+            logits = hf(input_ids=x, attention_mask=(x != tok.pad_id).long()).logits  # padded rows
         targets = y != IGNORE_INDEX
         loss = torch.nn.functional.cross_entropy(logits[targets], y[targets]).item()
         assert loss == pytest.approx(final_val[lang], abs=1e-4), lang
