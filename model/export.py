@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         model = model_from_checkpoint(ckpt, path)
         vocab = resolve_vocab(args.vocab, ckpt.get("vocab_file"))
         print(f"writing {args.output}")
-        written = save_state_pretrained(model.state_dict(), model.config, args.output, vocab)
+        written = save_state_pretrained(model.state_dict(), model.config, args.output, vocab,
+                                        ckpt.get("train_languages"))
     except ExportError as e:
         print(f"cc100 export: {e}", file=sys.stderr)
         return 2
