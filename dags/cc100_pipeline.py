@@ -1,4 +1,4 @@
-"""cc100_pipeline: LM -> corpus -> vocab -> tokenize -> pretrain -> export, each a `cc100` command.
+"""cc100_pipeline: LM -> corpus -> vocab -> tokenize -> pretrain -> export -> evaluate, each a `cc100` command.
 
 Every task runs one stage of the project's CLI (cc100_stages.py builds its arguments and
 decides whether it has to run), streams the stage's output into the task log and returns the
@@ -78,6 +78,9 @@ PARAMS = {
                         "{\"pretrain\": \"--device cuda --lr 3e-4\"}"),
     "rebuild_changed": Param(D.rebuild_changed, type="boolean", description="rebuild a finished "
                              "stage whose settings or inputs changed (else the task fails)"),
+    "tatoeba_dir": Param(None, type=["null", "string"], description="Tatoeba test set (LASER layout, "
+                         "e.g. shared/data/eval/tatoeba_laser_xtreme36) for the evaluate task; empty: "
+                         "held-out masked-LM loss only"),
     "cc100_bin": Param(None, type=["null", "string"], description="the cc100 command; empty: "
                        "$CC100_BIN, then next to the scheduler's python, then PATH"),
 }
@@ -127,9 +130,15 @@ def cc100_pipeline():
         """`cc100 export`: the checkpoint -> a Hugging Face directory in WORK_DIR/model."""
         return st.export_stage(_config(), run_dir, vocab_dir)
 
+    @task
+    def evaluate(model_dir: str) -> str:
+        """`cc100 evaluate`: the export's held-out masked-LM loss per language against the unigram
+        baseline, and Tatoeba retrieval when tatoeba_dir is set -> WORK_DIR/eval/eval.json."""
+        return st.evaluate_stage(_config(), model_dir)
+
     corpus_dir = corpus(lm())
     vocab_dir = vocab(corpus_dir)
-    export(pretrain(tokenize(corpus_dir, vocab_dir), vocab_dir), vocab_dir)
+    evaluate(export(pretrain(tokenize(corpus_dir, vocab_dir), vocab_dir), vocab_dir))
 
 
 cc100_pipeline()

@@ -1,7 +1,7 @@
 """What the cc100 DAGs share: params -> config, `cc100` argument lists, completion checks.
 
 The DAG files only wire tasks to these functions, and every stage runs through the project's
-own CLI (`cc100 lm|corpus|vocab|tokenize|pretrain|export`), so a DAG never re-implements a
+own CLI (`cc100 lm|corpus|vocab|tokenize|pretrain|export|evaluate`), so a DAG never re-implements a
 stage and the Airflow environment needs neither torch nor Beam (only the `cc100` executable,
 found through the `cc100_bin` param, $CC100_BIN, the interpreter's bin/ or PATH).
 
@@ -49,6 +49,7 @@ RANGES_MARKER = "ranges.json"  # a merged view written by the cc100_snapshot DAG
 VOCAB_MODEL = "sentencepiece.bpe.model"
 SHARDS_MARKER = "manifest.json"
 HF_CONFIG = "config.json"
+EVAL_JSON = "eval.json"  # train/evaluate.py EVAL_JSON
 CHECKPOINT = "checkpoint.pt"
 LM_SUFFIXES = (".sp.model", ".arpa.bin")
 REFERENCE_HASHES = "reference.sha256.json"  # next to the LM models: {lang: sha256 of {lang}.txt}
@@ -56,7 +57,7 @@ REFERENCE_HASHES = "reference.sha256.json"  # next to the LM models: {lang: sha2
 MODEL_CONFIGS = ("tiny", "small", "base", "large")
 DEDUP_MODES = ("ccnet", "keep-first")
 DATAFLOW = "DataflowRunner"
-STAGES = ("lm", "corpus", "vocab", "tokenize", "pretrain", "export")
+STAGES = ("lm", "corpus", "vocab", "tokenize", "pretrain", "export", "evaluate")
 
 # retries of the download-heavy tasks; env overrides (read when the DAG file is parsed) let a
 # test or a small deployment shorten them
@@ -146,6 +147,7 @@ class PipelineConfig:
     stage_args: dict = field(default_factory=dict)  # extra flags per stage
     rebuild_changed: bool = False
     cc100_bin: str = ""
+    tatoeba_dir: str = ""  # Tatoeba test set (LASER layout) for the evaluate task; "" = MLM loss only
 
     def __post_init__(self):
         if not self.work_dir or not isinstance(self.work_dir, str):
@@ -196,7 +198,7 @@ class PipelineConfig:
         kwargs = {k: v for k, v in dict(params).items() if k in names and v is not None}
         kwargs["input_glob"] = split_globs(kwargs.get("input_glob"))
         kwargs["langs"] = split_list(kwargs.get("langs"))
-        for key in ("work_dir", "corpus_dir", "reference_dir", "lid_model", "cutoffs", "cc100_bin"):
+        for key in ("work_dir", "corpus_dir", "reference_dir", "lid_model", "cutoffs", "cc100_bin", "tatoeba_dir"):
             if kwargs.get(key):
                 kwargs[key] = os.path.expanduser(str(kwargs[key]))
         return cls(**kwargs)
@@ -217,6 +219,7 @@ class Layout:
     shards = property(lambda self: self.work_dir / "shards")
     run = property(lambda self: self.work_dir / "run")
     model = property(lambda self: self.work_dir / "model")
+    evaluation = property(lambda self: self.work_dir / "eval")
     stamps = property(lambda self: self.work_dir / "_dag")
 
     def stamp(self, stage: str) -> Path:
@@ -396,6 +399,11 @@ def pretrain_args(cfg: PipelineConfig, shards: Path, vocab: Path, output: Path) 
 def export_args(cfg: PipelineConfig, run_dir: Path, vocab: Path, output: Path) -> list[str]:
     return ["export", "--checkpoint", str(run_dir / CHECKPOINT), "--output", str(output),
             "--vocab", str(vocab)] + cfg.extra("export")
+
+
+def evaluate_args(cfg: PipelineConfig, model: Path, shards: Path, output: Path) -> list[str]:
+    return (["evaluate", str(model), "--shards", str(shards), "--output", str(output)]
+            + (["--tatoeba", cfg.tatoeba_dir] if cfg.tatoeba_dir else []) + cfg.extra("evaluate"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -745,8 +753,18 @@ def export_stage(cfg: PipelineConfig, run_dir: str, vocab: str, log: Log = print
     run_stage("export", cfg, export_args(cfg, Path(run_dir), Path(vocab), layout.model),
               output=layout.model, marker=layout.model / HF_CONFIG,
               inputs={"pretrain": stamp_key(layout, "pretrain")}, log=log)
-    log(summary(layout))
     return str(layout.model)
+
+
+def evaluate_stage(cfg: PipelineConfig, model: str, log: Log = print) -> str:
+    """Tatoeba retrieval (with tatoeba_dir) and held-out masked-LM loss of the export -> eval dir."""
+    layout = Layout(Path(cfg.work_dir))
+    run_stage("evaluate", cfg, evaluate_args(cfg, Path(model), layout.shards, layout.evaluation),
+              output=layout.evaluation, marker=layout.evaluation / EVAL_JSON,
+              inputs={"export": stamp_key(layout, "export"), "tokenize": stamp_key(layout, "tokenize")},
+              log=log)
+    log(summary(layout))
+    return str(layout.evaluation)
 
 
 def summary(layout: Layout) -> str:
@@ -758,6 +776,7 @@ def summary(layout: Layout) -> str:
         built = stamp.get("finished") or (f"{stamp['adopted']} (adopted)" if "adopted" in stamp else "-")
         lines.append(f"  {stage:<9} {stamp.get('key', '-'):<16}  {built}")
     lines.append(f"model: {layout.model} (transformers.AutoModelForMaskedLM.from_pretrained)")
+    lines.append(f"evaluation: {layout.evaluation / EVAL_JSON}")
     return "\n".join(lines)
 
 

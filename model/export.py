@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             check_vocab(vocab, model.config)
         print(f"writing {args.output}")
         claim(args.output, STAGE)
-        written = save_state_pretrained(model.state_dict(), model.config, args.output, vocab)
+        written = save_state_pretrained(model.state_dict(), model.config, args.output, vocab,
+                                        ckpt.get("train_languages"))
     except ExportError as e:
         print(f"cc100 export: {e}", file=sys.stderr)
         return 2

@@ -31,6 +31,8 @@ TOKENIZER_NAME = "tokenizer.json"  # the fast (Rust) tokenizer
 CONTROL_PIECES = frozenset({"<s>", "</s>", "<unk>", "<pad>", "<mask>"})
 BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 NEVER_MATCHED_SCORE = -1e7
+# cc100's own note beside the weights: {"languages": {lang: train tokens}}, read by `cc100 evaluate`
+TRAINING_LANGUAGES_NAME = "cc100_training.json"
 
 # XLMRobertaConfig's own defaults, used for keys a config.json leaves out (they differ from ours:
 # a bare XLMRobertaConfig() is BERT-sized with 512 positions, two token types and eps 1e-12).
@@ -200,8 +202,10 @@ def _unwrap_module(model: nn.Module) -> XLMRForMaskedLM:
 
 
 def save_state_pretrained(state_dict: dict[str, torch.Tensor], config: XLMRConfig, out_dir: str | os.PathLike,
-                          vocab_file: str | os.PathLike | None = None) -> list[Path]:
-    """Write config.json + model.safetensors (+ the vocabulary) into out_dir; returns the files written."""
+                          vocab_file: str | os.PathLike | None = None,
+                          train_languages: dict[str, int] | None = None) -> list[Path]:
+    """Write config.json + model.safetensors (+ the vocabulary, + the training languages) into out_dir;
+    returns the files written."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -220,6 +224,9 @@ def save_state_pretrained(state_dict: dict[str, torch.Tensor], config: XLMRConfi
     written.append(out / CONFIG_NAME)
     if vocab_file is not None:
         written += write_tokenizer(out, vocab_file, config.max_seq_len)
+    if train_languages:
+        _write_json(out / TRAINING_LANGUAGES_NAME, {"languages": dict(train_languages)})
+        written.append(out / TRAINING_LANGUAGES_NAME)
     return written
 
 
@@ -298,10 +305,11 @@ def write_tokenizer(out_dir: Path, vocab_file: str | os.PathLike, max_len: int) 
 
 
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike,
-                    vocab_file: str | os.PathLike | None = None) -> list[Path]:
+                    vocab_file: str | os.PathLike | None = None,
+                    train_languages: dict[str, int] | None = None) -> list[Path]:
     """Our model (plain, compiled or DDP-wrapped) -> a Hugging Face XLMRobertaForMaskedLM directory."""
     model = _unwrap_module(model)
-    return save_state_pretrained(model.state_dict(), model.config, out_dir, vocab_file)
+    return save_state_pretrained(model.state_dict(), model.config, out_dir, vocab_file, train_languages)
 
 
 def load_hf_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("train.main", "masked-LM pretraining of the XLM-R encoder"),
     "export": ("model.export", "checkpoint -> Hugging Face XLMRobertaForMaskedLM directory"),
     "plot": ("train.plot", "training log.jsonl -> PNG loss curves"),
+    "evaluate": ("train.evaluate", "Tatoeba retrieval + held-out masked-LM loss vs unigram baseline"),
+    "finetune": ("train.finetune", "fine-tune an export with transformers' Trainer (XNLI)"),
     "prefetch": ("pipeline.snapshot", "download WET segments of a snapshot (retries, resume)"),
 }
 

@@ -112,6 +112,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda
     stop_at_step: int | None = None  # exit after this step as if killed (no checkpoint, no export)
+    eval_tatoeba: str | None = None  # Tatoeba dir (LASER layout): retrieval accuracy with each validation
 
     def __post_init__(self) -> None:
         from model.xlmr import PRESETS as MODEL_PRESETS

@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
     g.add_argument("--log-every", type=int, default=10)
     g.add_argument("--eval-every", type=int, default=500, help="validation every N steps (0: at the end)")
     g.add_argument("--eval-seqs", type=int, default=64, help="held-out sequences per language")
+    g.add_argument("--eval-tatoeba", metavar="DIR", help="Tatoeba test set (LASER layout, as `cc100 evaluate "
+                   "--tatoeba`): log the retrieval accuracy per language and averaged with each validation")
     g.add_argument("--checkpoint-every", type=int, default=1000, help="0: only at the end")
     g.add_argument("--stop-at-step", type=int, help=argparse.SUPPRESS)  # fault injection for tests
     a = p.parse_args(argv)
@@ -70,7 +72,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
     cfg = TrainConfig(output=a.output, data=data, model=a.config, steps=a.steps, optim=optim,
                       micro_batch=given("micro_batch"), log_every=a.log_every,
                       eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, dropout=a.dropout,
-                      compile=a.compile, device=a.device, stop_at_step=a.stop_at_step)
+                      compile=a.compile, device=a.device, stop_at_step=a.stop_at_step,
+                      eval_tatoeba=a.eval_tatoeba)
     return cfg, a.resume
 
 

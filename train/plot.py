@@ -1,4 +1,5 @@
-"""RUN_DIR/log.jsonl -> PNG: training and per-language validation loss, MLM accuracy, LR, tokens/s.
+"""RUN_DIR/log.jsonl -> PNG: training and per-language validation loss, MLM accuracy, LR, tokens/s,
+and, for runs with `--eval-tatoeba`, the Tatoeba retrieval accuracy beside the loss.
 
     cc100 plot RUN_DIR/log.jsonl [more runs' log.jsonl ...] [--output curves.png]
 
@@ -32,8 +33,14 @@ def plot(logs: dict[str, list[dict]], output: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    (ax_loss, ax_acc), (ax_lr, ax_tps) = axes
+    with_tatoeba = any("tatoeba_accuracy" in r for recs in logs.values() for r in recs)
+    if with_tatoeba:
+        fig, axes = plt.subplots(2, 3, figsize=(18, 8))
+        (ax_loss, ax_tatoeba, ax_acc), (ax_lr, ax_tps, spare) = axes
+        spare.axis("off")
+    else:
+        fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+        (ax_loss, ax_acc), (ax_lr, ax_tps) = axes
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, recs) in enumerate(logs.items()):
         c = colours[i % len(colours)]
@@ -49,6 +56,8 @@ def plot(logs: dict[str, list[dict]], output: Path) -> None:
             mean = [(r["step"], sum(r["val_loss"].values()) / len(r["val_loss"])) for r in val]
             ax_loss.plot(*zip(*mean), color=c, linestyle="--", marker="o", markersize=3,
                          label=f"{label} val (mean of {len(langs)} languages; thin: each)")
+        if with_tatoeba:
+            plot_tatoeba(ax_tatoeba, recs, c, label)
         ax_acc.plot(steps, [r.get("mlm_accuracy", float("nan")) for r in recs], color=c, label=label)
         ax_lr.plot(steps, [r["lr"] for r in recs], color=c, label=label)
         ax_tps.plot(steps, [r["tokens_per_s"] for r in recs], color=c, label=label)
@@ -62,10 +71,27 @@ def plot(logs: dict[str, list[dict]], output: Path) -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     ax_loss.legend(fontsize=8)
+    if with_tatoeba:
+        ax_tatoeba.set_title("Tatoeba retrieval accuracy % (XTREME)")
+        ax_tatoeba.set_xlabel("step")
+        ax_tatoeba.grid(alpha=0.3)
+        ax_tatoeba.legend(fontsize=8)
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=110)
     plt.close(fig)
+
+
+def plot_tatoeba(ax, recs: list[dict], colour, label: str) -> None:
+    """The average (thick) and each language (thin) of the runs' `tatoeba` records."""
+    recs = [r for r in recs if "tatoeba_accuracy" in r]
+    if not recs:
+        return
+    for lang in sorted({lang for r in recs for lang in r["tatoeba"]}):
+        pts = [(r["step"], 100 * r["tatoeba"][lang]) for r in recs if lang in r["tatoeba"]]
+        ax.plot(*zip(*pts), color=colour, alpha=0.25, linewidth=0.7)
+    ax.plot([r["step"] for r in recs], [100 * r["tatoeba_accuracy"] for r in recs], color=colour, marker="o",
+            markersize=3, linewidth=2, label=f"{label} average of {len(recs[-1]['tatoeba'])} (thin: each)")
 
 
 def main(argv: list[str] | None = None) -> int:

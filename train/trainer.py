@@ -166,6 +166,7 @@ class Trainer:
                                      mask_prob=dcfg.mask_prob,
                                      packing=dcfg.packing) if dcfg.eval_seqs else {}
         self.manifest = manifest
+        self.tatoeba = self._load_tatoeba(tok) if cfg.eval_tatoeba else []
 
         # optimizer and schedule
         o = cfg.optim
@@ -214,6 +215,15 @@ class Trainer:
                  f"packing {dcfg.packing}")
         probs = " ".join(f"{lang}:{p:.3f}" for lang, p in zip(self.data.languages, self.data.probs))
         self.log(f"  sampling (alpha {dcfg.alpha}): {probs}")
+
+    def _load_tatoeba(self, tok) -> list:
+        """The Tatoeba pairs, tokenized once (rank 0 scores them with each validation)."""
+        from train.evaluate import TATOEBA_MAX_LEN, EvalError, load_tatoeba
+
+        try:
+            return load_tatoeba(self.cfg.eval_tatoeba, tok, min(TATOEBA_MAX_LEN, self.model_config.max_seq_len))
+        except EvalError as e:
+            raise SetupError(f"--eval-tatoeba: {e}") from None
 
     def _load(self, path: Path) -> None:
         try:
@@ -331,6 +341,15 @@ class Trainer:
                 out[lang] = stats[0].item() / stats[1].item()
         return out
 
+    def tatoeba_record(self) -> dict:
+        """Retrieval accuracy (mean of xx->en and en->xx) per language and averaged, for log.jsonl."""
+        from train.evaluate import average, default_layer, tatoeba_scores
+
+        layer = default_layer(self.model_config.num_hidden_layers)  # bf16 on a GPU, as `cc100 evaluate`
+        scores = tatoeba_scores(self.raw_model, self.tatoeba, layer, pad_id=self.model_config.pad_token_id)
+        return {"tatoeba_accuracy": average(scores)["mean"],
+                "tatoeba": {lang: s["mean"] for lang, s in scores.items()}}
+
     # -- checkpoints ------------------------------------------------------------------------------
     def state_bundle(self) -> dict:
         return {
@@ -345,7 +364,12 @@ class Trainer:
             "train_config": self.cfg.to_dict(),
             "world_size": self.world_size,
             "shards_vocab_sha256": self.manifest.vocab_sha256,
+            "train_languages": self.train_languages(),
         }
+
+    def train_languages(self) -> dict[str, int]:
+        """Train tokens per language (recorded with the model, so evaluations can mark the others)."""
+        return {lang: n for lang, n in self.manifest.tokens("train").items() if n}
 
     def save(self) -> None:
         if self.rank == 0:
@@ -369,6 +393,7 @@ class Trainer:
             if do_eval:
                 t_eval = time.time()
                 val_history = self.validate()
+                tatoeba = self.tatoeba_record() if self.tatoeba and self.rank == 0 else {}
                 t_last += time.time() - t_eval  # tokens/s counts training time only
             if step % cfg.log_every == 0 or is_last or do_eval or step == start_step + 1:
                 if self.device.type == "cuda":
@@ -381,6 +406,7 @@ class Trainer:
                     rec["mfu"] = tps * self.flops_per_token / (self.peak_flops * self.world_size)
                 if do_eval:
                     rec["val_loss"] = val_history
+                    rec.update(tatoeba)
                 self._write_log(rec)
                 self._progress(rec, start_step, t_start)
                 t_last, steps_since, last = now, 0, rec
@@ -396,7 +422,8 @@ class Trainer:
             hf = self.run_dir / "hf"
             if read_marker(hf) is None:  # an export inside our own run dir: `cc100 export` may rewrite it
                 write_marker(hf, "export")
-            save_pretrained(self.raw_model, hf, vocab_file=self.vocab_file)
+            save_pretrained(self.raw_model, hf, vocab_file=self.vocab_file,
+                            train_languages=self.train_languages())
         elapsed = time.time() - t_start
         summary = {"steps": self.step, "trained_steps": self.step - start_step,
                    "tokens": (self.step - start_step) * tokens_per_step, "seconds": elapsed,
@@ -424,6 +451,8 @@ class Trainer:
         if "val_loss" in rec and rec["val_loss"]:
             mean = sum(rec["val_loss"].values()) / len(rec["val_loss"])
             line += f" | val {mean:.4f} ({len(rec['val_loss'])} langs)"
+        if "tatoeba_accuracy" in rec:
+            line += f" | tatoeba {100 * rec['tatoeba_accuracy']:.1f}% ({len(rec['tatoeba'])} langs)"
         self.log(line)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,10 @@ def test_stage_arguments_follow_the_cli_contracts(tmp_path):
     pre = st.pretrain_args(c, lay.shards, lay.vocab, lay.run)
     assert pre[pre.index("--config") + 1] == "tiny" and pre[pre.index("--steps") + 1] == "20"
     assert pre[-4:] == ["--device", "cpu", "--lr", "1e-3"]
+    ev = st.evaluate_args(c, lay.model, lay.shards, lay.evaluation)
+    assert ev == ["evaluate", str(lay.model), "--shards", str(lay.shards), "--output", str(lay.evaluation)]
+    with_tatoeba = st.evaluate_args(replace(c, tatoeba_dir="/data/tatoeba"), lay.model, lay.shards, lay.evaluation)
+    assert with_tatoeba[-2:] == ["--tatoeba", "/data/tatoeba"]
     assert st.lm_args(c, lay.lm, ["en", "fr"])[-2:] == ["--langs", "en,fr"]  # comma form
     assert st.export_args(c, lay.run, lay.vocab, lay.model)[2] == str(lay.run / "checkpoint.pt")
 
@@ -344,11 +349,11 @@ def test_dagbag_imports_without_google_beam_or_torch(tmp_path):
     assert result["errors"] == {}
     pipeline = result["dags"]["cc100_pipeline"]
     for name in ("input_glob", "reference_dir", "work_dir", "langs", "vocab_size", "model_config",
-                 "max_steps", "snapshot", "segments", "runner", "alpha"):
+                 "max_steps", "snapshot", "segments", "runner", "alpha", "tatoeba_dir"):
         assert name in pipeline["params"]
     assert pipeline["upstream"] == {
         "lm": [], "corpus": ["lm"], "vocab": ["corpus"], "tokenize": ["corpus", "vocab"],
-        "pretrain": ["tokenize", "vocab"], "export": ["pretrain", "vocab"]}
+        "pretrain": ["tokenize", "vocab"], "export": ["pretrain", "vocab"], "evaluate": ["export"]}
     snapshot = result["dags"]["cc100_snapshot"]["upstream"]
     assert snapshot["corpus_range"] == ["lm", "plan"] and snapshot["merge"] == ["corpus_range"]
 
@@ -450,7 +455,7 @@ elif stage == "corpus":
     (out / ".cc100" / "stats.json").write_text(json.dumps({{"argv": argv}}))
 else:
     marker = {{"vocab": "sentencepiece.bpe.model", "tokenize": "manifest.json",
-              "pretrain": "hf/config.json", "export": "config.json"}}[stage]
+              "pretrain": "hf/config.json", "export": "config.json", "evaluate": "eval.json"}}[stage]
     (out / marker).parent.mkdir(parents=True, exist_ok=True)
     (out / marker).write_text("{{}}")
     if stage == "pretrain":
@@ -528,7 +533,7 @@ def test_dag_runs_the_chain_once_then_skips_then_guards_changes(airflow_home, tm
     assert "cc100 pipeline in " + str(tmp_path / "work") in out  # the summary at the end
     made = calls()
     assert [c[0] for c in made] == ["lm", "corpus", "corpus", "vocab", "tokenize", "pretrain",
-                                    "export"]
+                                    "export", "evaluate"]
     del made[1]
     work = tmp_path / "work"
     corpus = made[1]
@@ -537,6 +542,8 @@ def test_dag_runs_the_chain_once_then_skips_then_guards_changes(airflow_home, tm
     assert made[2][made[2].index("--corpus") + 1] == str(work / "corpus")  # XCom path
     assert made[4][made[4].index("--config") + 1] == "tiny"
     assert (work / "model" / "config.json").is_file()
+    assert made[-1] == ["evaluate", str(work / "model"), "--shards", str(work / "shards"),
+                        "--output", str(work / "eval")]  # the export, judged on the held-out shards
 
     check(dags_test(airflow_home, "cc100_pipeline", conf, **env))
     assert calls() == []  # idempotent: every stage's marker and stamp match
@@ -550,7 +557,7 @@ def test_dag_runs_the_chain_once_then_skips_then_guards_changes(airflow_home, tm
     conf.update(rebuild_changed=True, vocab_size=2000)
     check(dags_test(airflow_home, "cc100_pipeline", conf, **env))
     rerun = calls()
-    assert [c[0] for c in rerun] == ["corpus", "vocab", "tokenize", "pretrain", "export"]
+    assert [c[0] for c in rerun] == ["corpus", "vocab", "tokenize", "pretrain", "export", "evaluate"]
     assert "--overwrite" in rerun[0] and "2000" in rerun[1]
 
 
@@ -607,10 +614,12 @@ def test_real_chain_exports_a_model(airflow_home, tmp_path, shared_data):
     mlm = transformers.AutoModelForMaskedLM.from_pretrained(model)
     ids = tok("The weather is nice today.", return_tensors="pt")
     assert mlm(**ids).logits.shape[-1] == mlm.config.vocab_size
-    assert "[export] done" in out
+    assert "[export] done" in out and "[evaluate] done" in out
+    evaluation = json.loads((tmp_path / "work" / "eval" / "eval.json").read_text())
+    assert evaluation["model"]["path"] == str(model) and evaluation["training_languages"] is not None
     # a second run finds every marker and redoes nothing
     again = check(dags_test(airflow_home, "cc100_pipeline", conf, timeout=600))
-    assert again.count("skipped:") >= 6 and "running:" not in again
+    assert again.count("skipped:") >= 7 and "running:" not in again
 
 
 @needs_airflow
