@@ -117,8 +117,8 @@ def test_every_transformers_class_gives_the_training_ids(corpus, byte_fallback, 
     scripts = {script(line) for line in lines} - {None}
     assert len(scripts) >= 20, scripts
     vocab, out = export(tmp_path, train, byte_fallback, tiny_config, capfd)
-    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", MODEL_NAME,
-                                               "tokenizer_config.json", "tokenizer.json"}
+    assert {p.name for p in out.iterdir()} == {".cc100", "config.json", "model.safetensors", MODEL_NAME,
+                                               "tokenizer_config.json", "tokenizer.json"}  # .cc100: the stage marker
     tok = XLMRTokenizer(vocab)
     ours = tok.encode_batch(lines)
     bytes_used = sum(tok.id_to_piece(i).startswith("<0x") for ids in ours for i in ids)
