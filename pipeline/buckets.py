@@ -61,13 +61,6 @@ def parse_cutoffs(text: str, source: str = "<cutoffs>") -> CutoffTable:
     if not rows:
         raise ModelFileError(f"{source}: empty cutoff table")
     langs = [cell.strip() for cell in rows[0][1:]]
-    if not langs:
-        raise ModelFileError(
-            f"{source}: not a cutoff table: line 1 names no language column (cc_net's format: "
-            "',en,fr,...' then one row per percentile 0-99)"
-        )
-    if len(rows) == 1:
-        raise ModelFileError(f"{source}: not a cutoff table: no percentile rows after the header")
     if len(set(langs)) != len(langs) or any(not lang for lang in langs):
         raise ModelFileError(
             f"{source}: line 1: header needs distinct language names, got {rows[0]}"
@@ -123,7 +116,14 @@ def read_cutoffs(path: str) -> CutoffTable:
 
 def require_percentiles(table: CutoffTable, source: str, head: int = PERCENTILE_HEAD,
                         tail: int = PERCENTILE_TAIL) -> None:
-    """ModelFileError unless every language of the table has the head and tail percentiles."""
+    """ModelFileError unless the table (given with --cutoffs) can bucket something: at least one
+    language, each with the head and tail percentiles. (A run without models writes a table with
+    no language; it reads back fine, but as --cutoffs it would silently bucket nothing.)"""
+    if not table:
+        raise ModelFileError(
+            f"{source}: not a cutoff table: line 1 names no language column (cc_net's format: "
+            "',en,fr,...' then one row per percentile 0-99)"
+        )
     missing = [lang for lang, v in table.items() if head not in v or tail not in v]
     if missing:
         raise ModelFileError(f"{source}: percentiles {head} and {tail} missing for {', '.join(missing)}")

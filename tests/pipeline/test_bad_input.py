@@ -453,7 +453,7 @@ def test_model_flags_that_would_be_silently_wrong_are_refused_before_any_work(tm
     code, _, err = _main(["--input", str(good), "--output", str(out), *flags], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     expected = {"not-a-table": f"{table}: not a cutoff table: line 1 names no language column",
-                "header-only": f"{table}: not a cutoff table: no percentile rows",
+                "header-only": f"{table}: percentiles 30 and 60 missing for en, fr",
                 "no-30-60": f"{table}: percentiles 30 and 60 missing for en",
                 "empty-lm-dir": f"{empty}: no scoring models in the LM directory"}[what]
     assert err.startswith(f"cc100 corpus: {expected}")
