@@ -107,6 +107,8 @@ STAGE_FORMATS = {
     "tokenize": 1,
     "pretrain": 1,
     "export": 1,
+    "evaluate": 1,  # `cc100 evaluate --output` (eval.json, eval.png, mlm_heldout.npz)
+    "finetune": 1,  # `cc100 finetune xnli --output` (xnli.json, model/)
     "merge": 1,  # the cc100_snapshot DAG's merged view (symlinks + ranges.json)
     "dag": 1,  # a DAG's work_dir (per-stage outputs and stamps)
     "demo-input": 1,  # `python -m pipeline.demo --output DIR`

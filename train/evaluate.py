@@ -37,6 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.contracts import OwnershipError, claim
+
+EVALUATE_STAGE = "evaluate"  # the marker of an evaluation directory
 EVAL_JSON = "eval.json"
 EVAL_PLOT = "eval.png"
 MLM_BATCHES = "mlm_heldout.npz"
@@ -441,8 +444,10 @@ def evaluate(args) -> dict:
     trained = set(subject.training_languages) if subject.training_languages is not None else None
     if not args.tatoeba and not (args.shards or (subject.train_config or {}).get("data", {}).get("shards")):
         raise EvalError("nothing to evaluate: pass --tatoeba DIR and/or --shards DIR")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
+    try:  # a new, empty or earlier evaluation directory only (pipeline/contracts.py)
+        claim(output, EVALUATE_STAGE)
+    except OwnershipError as e:
+        raise EvalError(f"--output {e}") from None
     except OSError as e:
         raise EvalError(f"--output {output}: {e.strerror}") from None
 

@@ -25,9 +25,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.contracts import OwnershipError, check_claimable, claim
+
 LABELS = ("entailment", "neutral", "contradiction")  # ids 0, 1, 2 (as the XNLI dataset on the Hub)
 LABEL_ALIASES = {"contradictory": "contradiction"}  # XNLI-MT's spelling
 COLUMNS = (("sentence1", "sentence2", "gold_label"), ("premise", "hypo", "label"))
+FINETUNE_STAGE = "finetune"  # the marker of a fine-tuning directory
 RESULT_JSON = "xnli.json"
 
 
@@ -143,6 +146,11 @@ def finetune_xnli(args) -> dict:
     except ImportError as e:
         raise FinetuneError(f"{e.name} is not installed: pip install -e '.[finetune]'") from None
 
+    output = Path(args.output)
+    try:  # a new, empty or earlier fine-tuning directory only, checked before any work
+        check_claimable(output, FINETUNE_STAGE)
+    except OwnershipError as e:
+        raise FinetuneError(f"--output {e}") from None
     model_dir = resolve_model_dir(args.model)
     train = read_nli_tsv(args.train, args.train_lang, only_language=args.train_lang)
     evaluation = read_nli_tsv(args.eval, args.train_lang)
@@ -156,8 +164,10 @@ def finetune_xnli(args) -> dict:
     model = transformers.XLMRobertaForSequenceClassification.from_pretrained(
         model_dir, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)})
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        claim(output, FINETUNE_STAGE)
+    except OSError as e:
+        raise FinetuneError(f"--output {output}: {e.strerror}") from None
 
     def metrics_for(data: NLIData):
         def compute(pred) -> dict:

@@ -330,3 +330,18 @@ def test_all_36_languages(run, tatoeba, tmp_path):
     assert len(res["tatoeba"]["languages"]) == 36
     trained = {k for k, s in res["tatoeba"]["languages"].items() if s["in_training"]}
     assert trained == {"deu", "fra", "rus", "cmn"}
+
+
+def test_evaluate_writes_only_into_its_own_output(run, small_tatoeba, tmp_path):
+    """Like every stage, evaluate writes only into a new, empty or earlier evaluation directory."""
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("x")
+    rc, _, err = evaluate(run, "--tatoeba", small_tatoeba, "--output", foreign, "--no-plot")
+    assert rc == 2 and "precious" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+    mine = tmp_path / "eval"
+    for _ in range(2):  # the second run rewrites its own earlier evaluation
+        rc, _, err = evaluate(run, "--tatoeba", small_tatoeba, "--output", mine, "--no-plot")
+        assert rc == 0, err
+    assert (mine / ".cc100" / "stage.json").is_file() and (mine / "eval.json").is_file()

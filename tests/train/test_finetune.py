@@ -112,3 +112,13 @@ def test_bad_input_is_one_line(export, xnli, tmp_path):
     rc, _, err = finetune("xnli", "--model", export, "--train", tmp_path / "missing.tsv",
                           "--eval", xnli / "xnli.dev.sample.tsv", "--output", tmp_path / "o")
     assert rc == 2 and "missing.tsv: no such file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_it_did_not_write_is_refused_before_any_work(export, xnli, tmp_path):
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("x")
+    rc, _, err = finetune("xnli", "--model", export, "--train", xnli / "xnli.dev.sample.tsv",
+                          "--eval", xnli / "xnli.dev.sample.tsv", "--output", foreign)
+    assert rc == 2 and "precious" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
