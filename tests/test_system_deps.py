@@ -95,7 +95,8 @@ def test_make_checks_the_packages_first_and_only_while_the_tools_are_missing(tmp
         # make -n still runs the recipe line that calls $(MAKE) (the KenLM build): MAKE=true
         # turns it into a no-op whose output goes to TOOLS/build.log
         tools.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, f"TOOLS={tools}",
+        # --no-print-directory: under `make test` (MAKELEVEL set) make would announce the directory
+        r = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", target, f"TOOLS={tools}",
                             "MAKE=true"],
                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
                            env={**os.environ, "MAKEFLAGS": ""})
