@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.capture import run_main
 from tests.train.test_tokenize import build_world, other_vocab
 from tests.train.test_trainer import one_thread  # noqa: F401  (autouse: one intra-op thread here too)
 from train.evaluate import (EvalError, default_layer, find_tatoeba, length_batches, load_tatoeba,
@@ -56,10 +57,7 @@ def run(world, small_tatoeba, tmp_path_factory):
 
 
 def evaluate(*argv) -> tuple[int, str, str]:
-    o, e = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
-        rc = evaluate_main([str(a) for a in argv])
-    return rc, o.getvalue(), e.getvalue()
+    return run_main(evaluate_main, *argv)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@ the real 15-language XNLI sample with an export of our model."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from tests.capture import run_main
 from train.finetune import FinetuneError, accuracy_by_language, read_nli_tsv
 from train.finetune import main as finetune_main
 
@@ -73,10 +72,7 @@ def export(tmp_path_factory, shared_data):
 
 
 def finetune(*argv) -> tuple[int, str, str]:
-    o, e = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
-        rc = finetune_main([str(a) for a in argv])
-    return rc, o.getvalue(), e.getvalue()
+    return run_main(finetune_main, *argv)
 
 
 def test_finetune_xnli_end_to_end(export, xnli, tmp_path):
