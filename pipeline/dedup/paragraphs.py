@@ -37,7 +37,6 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline.writers.parquet import write_json
 from pipeline.normalize import paragraph_hash
 from pipeline.schema import Document, documents_from_bytes, documents_to_bytes
 
@@ -316,9 +315,11 @@ class _DropLinesFn(beam.DoFn):
                 yield out
 
 
-def _write_top_lines(rows: list[dict], path: str) -> None:
+def rank_top_lines(rows: list[dict]) -> list[list]:
+    """The duplicated paragraphs found, as stats.json lists them: [[line, documents], ...], most
+    documents first (ties in hash order)."""
     rows = sorted(rows, key=lambda r: (-r["documents"], r["hash"]))
-    write_json(path, [[r["line"], r["documents"]] for r in rows])
+    return [[r["line"], r["documents"]] for r in rows]
 
 
 class DedupParagraphs(beam.PTransform):
@@ -326,15 +327,15 @@ class DedupParagraphs(beam.PTransform):
 
     `segments` is the sorted list of all input segments (WET files): it fixes the order used by
     keep-first and the dedup groups (`group_size` consecutive segments; None = one group).
-    With `top_lines_path`, the `top_lines` most duplicated paragraphs (the boilerplate removed)
-    are written there as JSON `[[line, documents], ...]`, most frequent first.
+    With `top_lines` > 0, once applied, `top_duplicated` is a PCollection of one element: the
+    `top_lines` most duplicated paragraphs (the boilerplate removed), `rank_top_lines`' list.
     """
 
     def __init__(self, segments: Sequence[str], mode: str = "ccnet", group_size: int | None = None,
-                 top_lines_path: str | None = None, top_lines: int = 30):
+                 top_lines: int = 0):
         super().__init__()
-        self.top_lines_path = top_lines_path
-        self.top_lines = top_lines if top_lines_path else 0
+        self.top_lines = top_lines
+        self.top_duplicated = None  # set by expand when top_lines > 0
         if mode not in DEDUP_MODES:
             raise ValueError(f"dedup mode must be one of {DEDUP_MODES}, got {mode!r}")
         if group_size is not None and group_size < 1:
@@ -352,7 +353,7 @@ class DedupParagraphs(beam.PTransform):
                 _JudgeShardFn.DUPLICATED, main="losses")
         )
         top = []
-        if self.top_lines_path:
+        if self.top_lines:
             top = beam.pvalue.AsSingleton(
                 judged[_JudgeShardFn.DUPLICATED]
                 | "TopDuplicated" >> beam.combiners.Top.Of(self.top_lines, key=lambda t: (t[0], -t[1])))
@@ -366,10 +367,10 @@ class DedupParagraphs(beam.PTransform):
             | "DropDuplicateLines" >> beam.ParDo(_DropLinesFn(), top).with_outputs(
                 _DropLinesFn.TOP_TEXT, main="docs")
         )
-        if self.top_lines_path:
-            _ = (
+        if self.top_lines:
+            self.top_duplicated = (
                 deduped[_DropLinesFn.TOP_TEXT]
                 | "CollectTopLines" >> beam.combiners.ToList()
-                | "WriteTopLines" >> beam.Map(_write_top_lines, self.top_lines_path)
+                | "RankTopLines" >> beam.Map(rank_top_lines)
             )
         return deduped.docs

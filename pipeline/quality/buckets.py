@@ -234,15 +234,15 @@ class AssignBuckets(beam.PTransform):
     """Documents with perplexity -> documents with `bucket` (head | middle | tail | all).
 
     cutoffs: a cc_net-format table (--cutoffs FILE, read and checked here, before the job runs);
-    None computes the percentiles per language from the documents themselves. When
-    cutoffs_output is given the table used is written there (same format). Counters:
+    None computes the percentiles per language from the documents themselves. Once applied,
+    `cutoffs_used` is the PCollection of the table used, as (language, {percentile: perplexity})
+    pairs (`WriteCutoffs` writes it in the same format). Counters:
     "documents:{language}:{bucket}" for every document.
     """
 
     def __init__(
         self,
         cutoffs: str | None = None,
-        cutoffs_output: str | None = None,
         head: int = PERCENTILE_HEAD,
         tail: int = PERCENTILE_TAIL,
         label: str | None = None,
@@ -253,7 +253,7 @@ class AssignBuckets(beam.PTransform):
                 f"head/tail percentiles must satisfy 0 <= head <= tail <= 99, got {head}, {tail}"
             )
         self.cutoffs_path = cutoffs
-        self.cutoffs_output = cutoffs_output
+        self.cutoffs_used = None  # set by expand
         self.head, self.tail = head, tail
         self.table = read_cutoffs(cutoffs) if cutoffs else None
         if self.table is not None:
@@ -271,8 +271,7 @@ class AssignBuckets(beam.PTransform):
                 lambda lang, values: (lang, (values[head], values[tail]))
             )
             bucketed = docs | "Bucket" >> beam.Map(_assign, cutoffs=beam.pvalue.AsDict(limits))
-        if self.cutoffs_output:
-            _ = table_pairs | "WriteCutoffs" >> WriteCutoffs(self.cutoffs_output)
+        self.cutoffs_used = table_pairs
         return bucketed
 
 

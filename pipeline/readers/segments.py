@@ -536,17 +536,22 @@ class ProcessSegmentFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.REPORTS, report)
 
 
+def mark_failed(failure: dict) -> dict:
+    """A ProcessSegmentFn.FAILED element -> its files.jsonl line."""
+    return {**failure, "failed": True,
+            "problems": [failure.get("problem") or f"download failed: {failure['reason']}"]}
+
+
 class ReadSegments(beam.PTransform):
     """Segments -> Documents, each segment processed once per run on some worker.
 
-    The segment list is spread over workers by a Reshuffle (one DoFn call per segment). With
-    `report_path`, one JSON line per segment is written there: its report, or for a failed
-    download {"path", "failed": true, "reason", ...}.
+    The segment list is spread over workers by a Reshuffle (one DoFn call per segment). Once
+    applied, `reports` is the PCollection of one dict per segment (the lines of files.jsonl):
+    its report, or for a failed segment {"path", "failed": true, "reason", ...}.
     """
 
     def __init__(self, segments: Sequence[Segment], work_dir: str, min_len: int = 300,
-                 fetch: FetchSettings | None = None, report_path: str | None = None,
-                 max_record_bytes: int = MAX_RECORD_BYTES):
+                 fetch: FetchSettings | None = None, max_record_bytes: int = MAX_RECORD_BYTES):
         super().__init__()
         if any(s.remote for s in segments) and fetch is None:
             raise ValueError("ReadSegments: remote segments need FetchSettings")
@@ -554,8 +559,8 @@ class ReadSegments(beam.PTransform):
         self.work_dir = work_dir
         self.min_len = min_len
         self.fetch = fetch
-        self.report_path = report_path
         self.max_record_bytes = max_record_bytes
+        self.reports = None  # set by expand
 
     def expand(self, pbegin):
         results = (
@@ -568,16 +573,8 @@ class ReadSegments(beam.PTransform):
                 ProcessSegmentFn.REPORTS, ProcessSegmentFn.FAILED, main="documents"
             )
         )
-        if self.report_path:
-            failed = results[ProcessSegmentFn.FAILED] | "MarkFailed" >> beam.Map(
-                lambda f: {**f, "failed": True, "problems": [f.get("problem") or f"download failed: {f['reason']}"]})
-            _ = (
-                (results[ProcessSegmentFn.REPORTS], failed)
-                | "AllSegmentReports" >> beam.Flatten()
-                | "ReportsToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
-                | "WriteSegmentReports"
-                >> beam.io.WriteToText(self.report_path, num_shards=1, shard_name_template="")
-            )
+        failed = results[ProcessSegmentFn.FAILED] | "MarkFailed" >> beam.Map(mark_failed)
+        self.reports = (results[ProcessSegmentFn.REPORTS], failed) | "AllSegmentReports" >> beam.Flatten()
         return results.documents
 
 

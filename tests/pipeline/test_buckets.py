@@ -13,6 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.quality.buckets import (
     AssignBuckets,
+    WriteCutoffs,
     bucket_of,
     format_cutoffs,
     format_language_table,
@@ -139,13 +140,15 @@ def test_cutoffs_from_data_split_30_30_40_and_are_written(tmp_path):
     docs += [make_doc("sw", None, 20_000 + i) for i in range(5)]
     cutoffs, assigned = tmp_path / "cutoffs.csv", tmp_path / "assigned.txt"
     p = BeamTestPipeline(runner="FnApiRunner")
+    buckets = AssignBuckets()
     _ = (
         p
         | beam.Create(docs)
-        | AssignBuckets(cutoffs_output=str(cutoffs))
+        | buckets
         | beam.Map(lambda d: f"{d.record_offset}\t{d.bucket}")
         | beam.io.WriteToText(str(assigned), shard_name_template="")
     )
+    _ = buckets.cutoffs_used | WriteCutoffs(str(cutoffs))
     result = p.run()
     result.wait_until_finish()
     got = dict(line.split("\t") for line in assigned.read_text().splitlines())

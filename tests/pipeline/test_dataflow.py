@@ -33,6 +33,7 @@ import pytest
 from apache_beam.io.filesystem import BeamIOError, CompressedFile, CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.corpus_run import WriteRunReports
 from pipeline.corpus import build_pipeline, main
 from pipeline.options import WORKER_SDIST_ENV, parse_args, pipeline_options
 from pipeline.readers.segments import resolve_download_cache, snapshot_segments
@@ -259,14 +260,15 @@ def test_job_graph_translates_for_dataflow_with_the_worker_package(stub_dataflow
     p = beam.Pipeline(options=options)
     wet = [f"crawl-data/CC-MAIN-2019-30/segments/1563195523840.{i:02d}/wet/CC-MAIN-20190715-{i:05d}.warc.wet.gz"
            for i in range(10)]
-    build_pipeline(p, config, snapshot_segments(wet), "memfs://bucket/corpus.tmp-test", config.work)
+    staging = "memfs://bucket/corpus.tmp-test"
+    _ = build_pipeline(p, config, snapshot_segments(wet), staging, config.work) | WriteRunReports(staging)
     result = p.run()  # DataflowRunner.run_pipeline up to the (stubbed) job; --dry_run: not submitted
     assert result.state == "DONE"
     proto = result.job.proto
     names = {t.unique_name for t in proto.components.transforms.values()}
     for stage in ("ReadSegments/SpreadSegments", "ReadSegments/ProcessSegments", "DedupParagraphs/JoinBlocksWithLosses",
                   "IdentifyLanguage/Predict", "ScorePerplexity/Score", "AssignBuckets/ComputeCutoffs",
-                  "WriteByLanguage/WriteParquet", "ReadSegments/WriteSegmentReports"):
+                  "WriteByLanguage/WriteParquet", "WriteRunReports/WriteFileReports"):
         assert any(n == stage or n.startswith(stage + "/") for n in names), stage
     for pcoll in proto.components.pcollections.values():
         assert pcoll.coder_id in proto.components.coders

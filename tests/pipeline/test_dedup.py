@@ -209,10 +209,13 @@ def test_top_duplicated_lines_are_written_with_their_document_counts(tmp_path):
         doc("b", 0, "MENU HOME\nunique line"),
         doc("b", 1, "only here\nonly here"),  # repeated inside one document: not a duplicate
     ]
-    path = str(tmp_path / "top.json")
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        _ = p | beam.Create(docs) | DedupParagraphs(["a", "b"], top_lines_path=path, top_lines=5)
     import json
+
+    path = tmp_path / "top.json"
+    dedup = DedupParagraphs(["a", "b"], top_lines=5)
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create(docs) | dedup
+        _ = dedup.top_duplicated | beam.Map(lambda top: path.write_text(json.dumps(top)))
 
     # "real a1"/"real a2" normalise to the same key (digits -> 0): cc_net counts them as one paragraph
     top = json.loads(open(path).read())

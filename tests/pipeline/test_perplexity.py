@@ -10,7 +10,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.quality.buckets import AssignBuckets, read_cutoffs
+from pipeline.quality.buckets import AssignBuckets, WriteCutoffs, read_cutoffs
 from pipeline.quality.lm import LmConfig, train_languages
 from pipeline.normalize import normalize
 import pipeline.quality.perplexity as perplexity_module
@@ -271,17 +271,20 @@ def test_buckets_from_data_hold_30_30_40_and_the_table_is_reusable(lm_models, tm
     ] + [make_doc("Habari ya asubuhi, rafiki yangu.", 999, language="sw")]
     cutoffs = tmp_path / "cutoffs.csv"
 
-    def run(**kwargs):
+    def run(cutoffs_output=None, **kwargs):
         out_file = tmp_path / f"buckets-{len(kwargs)}.txt"
+        buckets = AssignBuckets(**kwargs)
         with BeamTestPipeline(runner="FnApiRunner") as p:
             _ = (
                 p
                 | beam.Create(docs)
                 | ScorePerplexity(str(lm_dir))
-                | AssignBuckets(**kwargs)
+                | buckets
                 | beam.Map(lambda d: f"{d.language}\t{d.record_offset}\t{d.bucket}")
                 | beam.io.WriteToText(str(out_file), shard_name_template="")
             )
+            if cutoffs_output:
+                _ = buckets.cutoffs_used | WriteCutoffs(cutoffs_output)
         return sorted(line.split("\t") for line in out_file.read_text().splitlines())
 
     computed = run(cutoffs_output=str(cutoffs))
