@@ -7,11 +7,11 @@
 `main` parses the flags and chains the three phases of one run (pipeline/corpus_run.py
 `CorpusRun`): preflight (leftovers of killed runs removed; inputs, output, models and the work
 directory checked before anything runs), run (the chain of stages, `build_pipeline`, on the
-local FnApiRunner or the --runner given) and commit (no stage lost data, pipeline/utils/conservation.py,
-else nothing is committed and the run exits 1; the dataset card README.md and .cc100/stats.json
-written; the staging directory renamed to --output). Segments whose download failed for good
-are reported; without --allow-failed-segments nothing is committed, the run exits 1, and the
-work directory keeps every finished segment for the re-run.
+local FnApiRunner or the --runner given) and commit (no stage lost data,
+pipeline/utils/conservation.py, else nothing is committed and the run exits 1; the dataset card
+README.md and .cc100/stats.json written; the staging directory renamed to --output). Segments
+whose download failed for good are reported; without --allow-failed-segments nothing is
+committed, the run exits 1, and the work directory keeps every finished segment for the re-run.
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ import sys
 
 import apache_beam as beam
 
-from pipeline.utils import logs
-from pipeline.quality.buckets import AssignBuckets
 from pipeline.contracts import describe_os_error, find_os_error
 from pipeline.corpus_run import TOP_LINES, CorpusRun, RunFailed, RunRefused, RunReports
-from pipeline.dedup.paragraphs import DedupParagraphs
-from pipeline.writers.parquet import WriteByLanguage
-from pipeline.quality.lid import IdentifyLanguage
 from pipeline.dedup.near import NearDedup
+from pipeline.dedup.paragraphs import DedupParagraphs
 from pipeline.options import CorpusConfig, parse_args
+from pipeline.quality.buckets import AssignBuckets
+from pipeline.quality.lid import IdentifyLanguage
 from pipeline.quality.perplexity import ScorePerplexity
 from pipeline.readers.segments import FetchSettings, ReadSegments, Segment
+from pipeline.utils import logs
+from pipeline.writers.parquet import WriteByLanguage
 
 LOG = logging.getLogger("cc100.corpus")
 

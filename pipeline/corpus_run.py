@@ -34,26 +34,19 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.quality.buckets import WriteCutoffs, format_language_table, summarize_counters
-from pipeline.writers.card import render_card
-from pipeline.utils.conservation import Imbalance, check_conservation
-from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, FILES_REPORT, STATS_FILE, find_meta, meta_path, undecodable_name
-from pipeline.readers.download import DownloadError, redact_url
-from pipeline.writers.parquet import (
-    CorpusIOError,
-    check_output,
-    commit_output,
-    create_staging,
-    list_parts,
-    match_inputs,
-    output_problem,
-    remove_tree,
-    write_json,
-    write_text,
+from pipeline.contracts import (
+    CUTOFFS_FILE,
+    DATASET_CARD,
+    FILES_REPORT,
+    STATS_FILE,
+    find_meta,
+    meta_path,
+    undecodable_name,
 )
-from pipeline.utils.leftovers import committed_run_left_work_dir, remove_dead_staging
 from pipeline.options import LOCAL_RUNNER, CorpusConfig, make_runner, pipeline_options, prepare_worker_package
+from pipeline.quality.buckets import WriteCutoffs, format_language_table, summarize_counters
 from pipeline.quality.perplexity import validate_models
+from pipeline.readers.download import DownloadError, redact_url
 from pipeline.readers.segments import (
     FAILED_RUN_STATS,
     WORK_CONFIG,
@@ -71,8 +64,23 @@ from pipeline.readers.segments import (
     work_fingerprint,
 )
 from pipeline.readers.snapshot import select_segments, wet_paths
-from pipeline.writers.stats import COUNTER_HELP, counters_from_result, format_summary, partitions, read_file_reports
+from pipeline.utils.conservation import Imbalance, check_conservation
+from pipeline.utils.leftovers import committed_run_left_work_dir, remove_dead_staging
 from pipeline.utils.tools import ModelFileError
+from pipeline.writers.card import render_card
+from pipeline.writers.parquet import (
+    CorpusIOError,
+    check_output,
+    commit_output,
+    create_staging,
+    list_parts,
+    match_inputs,
+    output_problem,
+    remove_tree,
+    write_json,
+    write_text,
+)
+from pipeline.writers.stats import COUNTER_HELP, counters_from_result, format_summary, partitions, read_file_reports
 
 LOG = logging.getLogger("cc100.corpus")
 PROGRESS_EVERY_S = float(os.environ.get("CC100_PROGRESS_EVERY_S", "30"))  # log lines, not a tty
@@ -110,11 +118,11 @@ class WriteRunReports(beam.PTransform):
             | "WriteFileReports" >> beam.io.WriteToText(
                 meta_path(self.staging, FILES_REPORT), num_shards=1, shard_name_template="")
         )
-        _ = reports.top_lines | "WriteTopLines" >> beam.Map(write_json_to, meta_path(self.staging, TOP_LINES_FILE))
+        _ = reports.top_lines | "WriteTopLines" >> beam.Map(_write_json, meta_path(self.staging, TOP_LINES_FILE))
         return reports.cutoffs | "WriteCutoffs" >> WriteCutoffs(meta_path(self.staging, CUTOFFS_FILE))
 
 
-def write_json_to(data, path: str) -> None:
+def _write_json(data, path: str) -> None:
     write_json(path, data)
 
 
