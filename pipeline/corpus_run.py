@@ -145,6 +145,7 @@ class CorpusRun:
         self.config = config
         self.work_dir = config.work
         self.fingerprint = work_fingerprint(config.min_len, config.max_record_bytes)
+        self.files: list[str] = []  # the matched --input files (none with --snapshot)
         self.segments: list[Segment] = []
         self.staging: str | None = None
         self.models = None  # pipeline.quality.perplexity.validate_models' summary
@@ -160,14 +161,14 @@ class CorpusRun:
         work_existed = "://" not in self.work_dir and os.path.isdir(self.work_dir)
         work_state = None
         try:
-            files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
+            self.files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
             check_path_names(config)
             if self.up_to_date():
                 return False
             check_output(config.output, config.overwrite)
             self.models = validate_models(config.lid_model, config.lm_dir, config.langs, config.cutoffs)
             work_state = check_work_dir(self.work_dir, self.fingerprint, config.overwrite)
-            self.segments = resolve_segments(config, self.work_dir, files)
+            self.segments = resolve_segments(config, self.work_dir, self.files)
             self.staging = create_staging(config.output)
         except (CorpusIOError, ModelFileError) as e:
             if work_state == "new":  # e.g. the snapshot listing was fetched into it, then a failure
@@ -181,8 +182,10 @@ class CorpusRun:
         return True
 
     def up_to_date(self) -> bool:
-        """True when OUTPUT already holds this run's result (the same inputs and config)."""
-        return False  # not decided yet: every run rebuilds
+        """True when OUTPUT already holds this run's result (the same inputs and config), so
+        there is nothing to do. Preflight asks after matching the inputs and before it checks
+        or creates anything else."""
+        return False  # no check yet: every run rebuilds
 
     def remove_leftovers(self) -> None:
         """What killed runs of this stage on this output left (pipeline/utils/leftovers.py): their staging
