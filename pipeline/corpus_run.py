@@ -157,14 +157,14 @@ class CorpusRun:
         staging directory and the work directory; True. RunRefused names the first problem;
         False (nothing created) when the output is already up to date."""
         config = self.config
+        if self.up_to_date():
+            return False
         self.remove_leftovers()
         work_existed = "://" not in self.work_dir and os.path.isdir(self.work_dir)
         work_state = None
         try:
             self.files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
             check_path_names(config)
-            if self.up_to_date():
-                return False
             check_output(config.output, config.overwrite)
             self.models = validate_models(config.lid_model, config.lm_dir, config.langs, config.cutoffs)
             work_state = check_work_dir(self.work_dir, self.fingerprint, config.overwrite)
@@ -183,8 +183,8 @@ class CorpusRun:
 
     def up_to_date(self) -> bool:
         """True when OUTPUT already holds this run's result (the same inputs and config), so
-        there is nothing to do. Preflight asks after matching the inputs and before it checks
-        or creates anything else."""
+        there is nothing to do. Preflight asks first, before it removes, checks or creates
+        anything."""
         return False  # no check yet: every run rebuilds
 
     def remove_leftovers(self) -> None:
