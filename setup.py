@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
 WORKER_ENV = "CC100_WORKER_SDIST"
@@ -75,7 +75,8 @@ def worker_setup() -> None:
                 name="cc100-pipeline",
                 version=project_version(),
                 description="cc100 corpus job code for Beam workers (Dataflow --setup_file)",
-                packages=["pipeline"],
+                packages=find_packages(include=["pipeline", "pipeline.*"]),
+                package_data={"pipeline.writers": ["templates/*.j2"]},
                 install_requires=WORKER_REQUIREMENTS,
                 python_requires=">=3.10",
                 script_args=args,

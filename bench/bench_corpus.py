@@ -3,7 +3,7 @@
 Every repeat runs, interleaved so machine load hits all of them alike:
 
   limit      the raw library calls alone, one core, in this process, on the documents each stage
-             really sees: WET parse (pipeline.wet; FastWARC and warcio for reference), normalise +
+             really sees: WET parse (pipeline.readers.wet; FastWARC and warcio for reference), normalise +
              SHA-1 per line (once), lid.176 predict (after dedup), cc_net's normalize +
              SentencePiece + KenLM (after LID, languages with a model). Their sum = the limit.
   job        `cc100 corpus --workers N` through its CLI (local FnApiRunner), wall and CPU time
@@ -42,8 +42,8 @@ class Limit:
     """The libraries' own per-document cost on one core; models are loaded once, outside timing."""
 
     def __init__(self, paths: list[str], lm_dir: str, lid_model: str | None, min_len: int = 300):
-        from pipeline.lid import default_lid_model, load_lid_model
-        from pipeline.perplexity import available_languages
+        from pipeline.quality.lid import default_lid_model, load_lid_model
+        from pipeline.quality.perplexity import available_languages
 
         self.paths, self.lm_dir, self.min_len = paths, lm_dir, min_len
         self.lid = load_lid_model(lid_model or default_lid_model())
@@ -51,7 +51,7 @@ class Limit:
         self.models: dict = {}
 
     def _models(self, lang):
-        from pipeline.perplexity import load_kenlm, load_sentencepiece, model_paths
+        from pipeline.quality.perplexity import load_kenlm, load_sentencepiece, model_paths
 
         if lang not in self.models:
             sp, lm = model_paths(self.lm_dir, lang)
@@ -82,10 +82,10 @@ class Limit:
         return out
 
     def run(self) -> dict:
-        from pipeline.dedup import apply_kept_lines, kept_line_ids, line_hashes
-        from pipeline.lid import predict_language
-        from pipeline.perplexity import lm_lines, tokenize
-        from pipeline.wet import WetFileReport, documents_from_records, iter_wet_records
+        from pipeline.dedup.paragraphs import apply_kept_lines, kept_line_ids, line_hashes
+        from pipeline.quality.lid import predict_language
+        from pipeline.quality.perplexity import lm_lines, tokenize
+        from pipeline.readers.wet import WetFileReport, documents_from_records, iter_wet_records
 
         times: dict[str, float] = {}
         t = time.perf_counter()
@@ -177,7 +177,7 @@ def output_digest(output: str) -> str:
 
 
 def run(args) -> dict:
-    from pipeline.lid import default_lid_model
+    from pipeline.quality.lid import default_lid_model
 
     lid_model = args.lid_model or default_lid_model()
     work = Path(args.work_dir)

@@ -5,7 +5,7 @@ so sites and boilerplate differ from file to file, as different WET segments do)
 scale two Beam pipelines run in a subprocess on the local runner, interleaved per repeat:
 
   read    WET files -> Documents -> count                     (what the dedup stage is fed)
-  dedup   WET files -> Documents -> DedupParagraphs -> count  (pipeline/dedup.py, one group)
+  dedup   WET files -> Documents -> DedupParagraphs -> count  (pipeline/dedup/paragraphs.py, one group)
 
 dedup - read is the stage's own cost. Peak memory is the largest RSS of any process of the
 tree (with --workers 1 the in-memory runner is one process: it holds every PCollection between
@@ -32,8 +32,8 @@ def build(p, files: list[str], dedup: bool, min_len: int = 300):
     """The pipeline of one measurement; writes the document count to a text file."""
     import apache_beam as beam
 
-    from pipeline.dedup import DedupParagraphs
-    from pipeline.wet import WetFileReport, read_wet_file
+    from pipeline.dedup.paragraphs import DedupParagraphs
+    from pipeline.readers.wet import WetFileReport, read_wet_file
 
     def read(path):
         yield from read_wet_file(path, min_len, WetFileReport(path))

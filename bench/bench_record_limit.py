@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the measurements here")
     args = parser.parse_args(argv)
 
-    from pipeline.wet import MAX_RECORD_BYTES
+    from pipeline.readers.wet import MAX_RECORD_BYTES
 
     size = args.size or MAX_RECORD_BYTES
     shared = Path(args.shared)

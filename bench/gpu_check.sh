@@ -55,9 +55,9 @@ HALF=$((RUN_STEPS / 2))
 COMMON=(--shards "$SHARDS" --vocab "$VOCAB" --config "$RUN_CONFIG" --steps "$RUN_STEPS" --device "$DEVICE"
         --checkpoint-every "$HALF" --eval-every "$HALF" --log-every 1)
 rm -rf "$OUT/run-unbroken" "$OUT/run-resumed"
-run $PY -m train.main "${COMMON[@]}" --output "$OUT/run-unbroken" > "$OUT/run-unbroken.txt" 2>&1
-run $PY -m train.main "${COMMON[@]}" --output "$OUT/run-resumed" --stop-at-step "$((HALF + 3))" > "$OUT/run-resumed.txt" 2>&1
-run $PY -m train.main "${COMMON[@]}" --output "$OUT/run-resumed" --resume >> "$OUT/run-resumed.txt" 2>&1
+run $PY -m train.pretrain "${COMMON[@]}" --output "$OUT/run-unbroken" > "$OUT/run-unbroken.txt" 2>&1
+run $PY -m train.pretrain "${COMMON[@]}" --output "$OUT/run-resumed" --stop-at-step "$((HALF + 3))" > "$OUT/run-resumed.txt" 2>&1
+run $PY -m train.pretrain "${COMMON[@]}" --output "$OUT/run-resumed" --resume >> "$OUT/run-resumed.txt" 2>&1
 tail -3 "$OUT/run-unbroken.txt"
 run $PY -m bench.compare_runs "$OUT/run-unbroken" "$OUT/run-resumed" --from-step "$((HALF + 1))" \
     --json "$OUT/resume.json" | tee "$OUT/resume.txt"

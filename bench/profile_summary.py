@@ -23,9 +23,9 @@ CENTRES = [
     ("KenLM score", r"kenlm|score \(.*perplexity|perplexity \(.*perplexity\.py"),
     ("paragraph hashing (normalize_for_dedup + SHA-1)", r"paragraph_hash|normalize_for_dedup|line_hashes"),
     ("cc_net normalize before SentencePiece", r"normalize\.py|fast_strip_accents"),
-    ("WET parse (pipeline/wet.py)", r"pipeline/wet\.py"),
+    ("WET parse (pipeline/readers/wet.py)", r"pipeline/wet\.py"),
     ("Parquet write", r"pyarrow|write_parquet"),
-    ("dedup bookkeeping (pipeline/dedup.py)", r"pipeline/dedup\.py"),
+    ("dedup bookkeeping (pipeline/dedup/paragraphs.py)", r"pipeline/dedup\.py"),
     ("Beam coders / pickling", r"coder|pickle|dill|cloudpickle"),
     ("Beam runner and bundle machinery", r"apache_beam"),
 ]

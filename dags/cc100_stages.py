@@ -536,7 +536,7 @@ def stamp_key(layout: Layout, stage: str) -> str:
 def resolve_cc100(explicit: str = "") -> list[str]:
     """The `cc100` command as an argv prefix: param, then $CC100_BIN, next to python, PATH.
 
-    A value may hold several words ("/venv/bin/python -m train.cli"), e.g. for a project
+    A value may hold several words ("/venv/bin/python -m cc100.cli"), e.g. for a project
     installed in another virtualenv than the scheduler's.
     """
     for source, value in (("param cc100_bin", explicit),
@@ -893,12 +893,12 @@ def copy_tree(src: str, dst: str, log: Log = print, last: str | None = None) -> 
 
 
 def dataflow_operator_kwargs(cfg: PipelineConfig, options: dict, prefix: list[str]) -> dict:
-    """BeamRunPythonPipelineOperator arguments running `python -m train.cli corpus` on Dataflow.
+    """BeamRunPythonPipelineOperator arguments running `python -m cc100.cli corpus` on Dataflow.
 
     The command is the same corpus job as in local mode (its flags come from corpus_options);
     the Beam options project/region go to the operator's dataflow_config too.
     """
-    if len(prefix) >= 3 and prefix[1] == "-m":  # cc100_bin = "python -m train.cli"
+    if len(prefix) >= 3 and prefix[1] == "-m":  # cc100_bin = "python -m cc100.cli"
         interpreter = prefix[0]
     else:  # the console script: the python next to it
         interpreter = str(Path(prefix[0]).parent / "python")
@@ -906,7 +906,7 @@ def dataflow_operator_kwargs(cfg: PipelineConfig, options: dict, prefix: list[st
     job = re.sub(r"[^a-z0-9-]", "-", f"cc100-corpus-{cfg.snapshot or 'wet'}".lower())
     return {
         "py_file": "corpus",
-        "py_options": ["-m", "train.cli"],
+        "py_options": ["-m", "cc100.cli"],
         "py_interpreter": interpreter,
         "runner": DATAFLOW,
         "pipeline_options": {**options, **beam},

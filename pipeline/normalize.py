@@ -8,7 +8,7 @@ as module constants). Two entry points matter:
 * `normalize(text)` - what KenLM/SentencePiece see: strip, lower-case, accents stripped,
   digits -> "0", Unicode punctuation *replaced* by ASCII, non-printing characters removed.
   Note that "\n" is a control character, so a multi-line document becomes one line (cc_net's
-  behaviour, reproduced on purpose; see pipeline/perplexity.py).
+  behaviour, reproduced on purpose; see pipeline/quality/perplexity.py).
 
 cc_net's bugs are not copied: its `strip_accents` compared a length with a string (harmless,
 always took the slow path); the result here is the same.

@@ -24,20 +24,20 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from pipeline import logs
-from pipeline.dedup import DEDUP_MODES
-from pipeline.download import DEFAULT_MAX_CONCURRENT, RetryPolicy, add_policy_flags, policy_from_args, redact_url
-from pipeline.lid import DEFAULT_THRESHOLD, LID_MODES, parse_langs
-from pipeline.near_dedup import UNITS as NEAR_DEDUP_UNITS
-from pipeline.near_dedup import NearDedupConfig
-from pipeline.snapshot import DEFAULT_BASE_URL, parse_segments, validate_base_url, validate_snapshot
-from pipeline.wet import MAX_RECORD_BYTES
+from pipeline.utils import logs
+from pipeline.dedup.paragraphs import DEDUP_MODES
+from pipeline.readers.download import DEFAULT_MAX_CONCURRENT, RetryPolicy, add_policy_flags, policy_from_args, redact_url
+from pipeline.quality.lid import DEFAULT_THRESHOLD, LID_MODES, parse_langs
+from pipeline.dedup.near import UNITS as NEAR_DEDUP_UNITS
+from pipeline.dedup.near import NearDedupConfig
+from pipeline.readers.snapshot import DEFAULT_BASE_URL, parse_segments, validate_base_url, validate_snapshot
+from pipeline.readers.wet import MAX_RECORD_BYTES
 
 # The local runner used when no --runner is given. Beam 2.77's DirectRunner first tries the
 # Prism runner, which downloads a Go binary from the internet (it fails offline, then falls
 # back); the FnApiRunner is the batch engine the DirectRunner falls back to, without that try.
 LOCAL_RUNNER = "FnApiRunner"
-WORKER_MODULE = "pipeline.beam_worker"  # the local runner's worker processes
+WORKER_MODULE = "pipeline.utils.beam_worker"  # the local runner's worker processes
 
 
 @dataclass
@@ -394,7 +394,7 @@ def make_runner(config: CorpusConfig, options: PipelineOptions):
 
     class LocalRunner(fn_runner.FnApiRunner):
         """FnApiRunner whose worker processes (multi_processing) start as `python -m
-        pipeline.beam_worker`, so they log like the main process (pipeline/logs.py)."""
+        pipeline.utils.beam_worker`, so they log like the main process (pipeline/utils/logs.py)."""
 
         def __setattr__(self, name, value):
             if name == "_default_environment" and isinstance(

@@ -1,7 +1,7 @@
 """The one record type of the corpus: `Document`, and its Parquet schemas.
 
 Every stage of the Beam job takes and yields `Document`s. `PARQUET_SCHEMA` is a Document as it
-is (the resume spools of pipeline/segments.py use it); `WriteByLanguage` writes the corpus in
+is (the resume spools of pipeline/readers/segments.py use it); `WriteByLanguage` writes the corpus in
 `OUTPUT_SCHEMA` (`output_table`): the same columns, with `date_download` as a UTC timestamp,
 plus a stable document `id`. Field names follow cc_net's JSON output, so tools written for
 cc_net (or for the released CC-100 metadata) read ours unchanged. Every output column is
@@ -23,7 +23,7 @@ import pyarrow as pa
 
 @dataclass
 class Document:
-    # -- from the WET record (pipeline/wet.py) ----------------------------------------------
+    # -- from the WET record (pipeline/readers/wet.py) ----------------------------------------------
     url: str
     date_download: str  # WARC-Date, as written in the record (ISO 8601, UTC)
     digest: str  # WARC-Block-Digest, e.g. "sha1:Y42IJIUOVQKKDZTLUA6674WDSQI5HWJR"
@@ -35,15 +35,15 @@ class Document:
     cc_segment: str  # the WET file this record came from (path or URL as given)
     record_offset: int = 0  # index of the record inside its WET file (deterministic order)
     original_length: int = 0  # WARC Content-Length of the record, in bytes, as cc_net
-    # -- after paragraph deduplication (pipeline/dedup.py) ----------------------------------
+    # -- after paragraph deduplication (pipeline/dedup/paragraphs.py) ----------------------------------
     original_nlines: int = 0  # nlines before dedup
     line_ids: list[int] = field(default_factory=list)  # indices of the kept lines
-    # -- after language identification (pipeline/lid.py) ------------------------------------
+    # -- after language identification (pipeline/quality/lid.py) ------------------------------------
     language: str | None = None
     language_score: float | None = None
     line_languages: list[str] | None = None  # only with --lid per-paragraph
     line_language_scores: list[float] | None = None
-    # -- after perplexity scoring (pipeline/perplexity.py) ----------------------------------
+    # -- after perplexity scoring (pipeline/quality/perplexity.py) ----------------------------------
     perplexity: float | None = None
     bucket: str | None = None  # head | middle | tail | all
 

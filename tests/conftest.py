@@ -31,7 +31,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def kenlm_tools() -> tuple:
     """KenLM's lmplz and build_binary (built by `make tools`); skips with the reason when absent."""
-    from pipeline.tools import ToolNotFoundError, find_tool
+    from pipeline.utils.tools import ToolNotFoundError, find_tool
 
     try:
         return find_tool("lmplz"), find_tool("build_binary")

@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from pipeline.cliflags import OLD_SPELLINGS, CommaList
-from train import cli
+from pipeline.utils.cliflags import OLD_SPELLINGS, CommaList
+from cc100 import cli
 
 
 # renamed on another branch (issue 18: `cc100 report --out` -> `--output`); drop once merged
@@ -52,14 +52,14 @@ def test_every_subcommand_speaks_one_vocabulary(name, monkeypatch):
         for flag in action.option_strings:
             assert flag not in OLD_SPELLINGS or (name, flag) in PENDING_RENAMES, (
                 f"cc100 {name} {flag}: spell it {OLD_SPELLINGS[flag]} (keep {flag} only as a "
-                "hidden deprecated alias: pipeline.cliflags.add_deprecated_alias)")
+                "hidden deprecated alias: pipeline.utils.cliflags.add_deprecated_alias)")
             assert "_" not in flag, f"cc100 {name} {flag}: flags use dashes"
         # lists are comma-separated: an option taking several values must be a CommaList
         # (which still accepts the old space-separated form with a deprecation line)
         if action.option_strings and action.nargs in ("+", "*"):
             assert isinstance(action, CommaList), (
                 f"cc100 {name} {action.option_strings[0]}: lists are comma-separated "
-                "(pipeline.cliflags.add_list)")
+                "(pipeline.utils.cliflags.add_list)")
     hidden = [f for a in parser._actions if a.help == argparse.SUPPRESS for f in a.option_strings]
     for old in (f for f in hidden if f in OLD_SPELLINGS):  # a kept old spelling still parses
         assert OLD_SPELLINGS[old] in parser._option_string_actions

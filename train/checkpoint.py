@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from pipeline.contracts import describe_os_error, find_os_error
-from pipeline.leftovers import pid_alive  # standard library only
+from pipeline.utils.leftovers import pid_alive  # standard library only
 
 FORMAT = "cc100-pretrain-checkpoint-v1"
 CHECKPOINT = "checkpoint.pt"

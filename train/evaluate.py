@@ -327,7 +327,7 @@ def recorded_training_languages(subject: Subject) -> dict[str, int] | None:
 
 
 def parse_args(argv):
-    from pipeline.cliflags import add_list
+    from pipeline.utils.cliflags import add_list
 
     p = argparse.ArgumentParser(prog="cc100 evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="run directory, exported directory, or any HF XLM-R masked-LM directory")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cliflags import add_deprecated_alias, add_list
+from pipeline.utils.cliflags import add_deprecated_alias, add_list
 from pipeline.contracts import OwnershipError, claim, part_files
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
                           file_sha256, write_json_atomic)

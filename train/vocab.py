@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cliflags import add_list
+from pipeline.utils.cliflags import add_list
 from pipeline.contracts import OwnershipError, check_claimable, claim, describe_os_error
-from pipeline.progress import Progress
+from pipeline.utils.progress import Progress
 from train.corpus_reader import (
     BUCKETS,
     CorpusError,

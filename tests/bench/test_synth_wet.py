@@ -12,7 +12,7 @@ import pytest
 
 from bench.synth_wet import (SynthConfig, apportion, language_weights, load_sentences, main,
                              read_manifest, synthesize)
-from pipeline.wet import WetFileReport, documents_from_records, iter_wet_records
+from pipeline.readers.wet import WetFileReport, documents_from_records, iter_wet_records
 
 # cc_net's parse_doc reads the headers by position: this is the order of CC-MAIN-2019-30's WET.
 CONVERSION_HEADERS = ["warc-type", "warc-target-uri", "warc-date", "warc-record-id", "warc-refers-to",

@@ -120,7 +120,7 @@ def test_dataflow_operator_runs_the_same_corpus_job(tmp_path):
     options = st.corpus_options(c, "gs://b/cc/corpus", "gs://b/cc/lm")
     kw = st.dataflow_operator_kwargs(c, options, ["/venv/bin/cc100"])
     assert kw["py_interpreter"] == "/venv/bin/python"
-    assert [*kw["py_options"], kw["py_file"]] == ["-m", "train.cli", "corpus"]
+    assert [*kw["py_options"], kw["py_file"]] == ["-m", "cc100.cli", "corpus"]
     assert kw["runner"] == "DataflowRunner" and kw["deferrable"] is False
     po = kw["pipeline_options"]
     assert po["input"] == ["/data/a-*.wet.gz", "/data/b.wet.gz"] and po["output"] == "gs://b/cc/corpus"
@@ -128,7 +128,7 @@ def test_dataflow_operator_runs_the_same_corpus_job(tmp_path):
     assert "workers" not in po  # a local-runner flag
     assert kw["dataflow_config"]["project_id"] == "proj"
     assert kw["dataflow_config"]["location"] == "europe-west4"
-    kw = st.dataflow_operator_kwargs(c, options, ["/other/python", "-m", "train.cli"])
+    kw = st.dataflow_operator_kwargs(c, options, ["/other/python", "-m", "cc100.cli"])
     assert kw["py_interpreter"] == "/other/python"
 
 
@@ -177,7 +177,7 @@ def test_dataflow_corpus_uploads_lm_runs_operator_and_copies_corpus_back(tmp_pat
     fake_beam.BeamRunPythonPipelineOperator = FakeOperator
     monkeypatch.setitem(sys.modules, "airflow.providers.google", type(sys)("google"))
     monkeypatch.setitem(sys.modules, "airflow.providers.apache.beam.operators.beam", fake_beam)
-    monkeypatch.setenv("CC100_BIN", f"{sys.executable} -m train.cli")
+    monkeypatch.setenv("CC100_BIN", f"{sys.executable} -m cc100.cli")
 
     c = cfg(tmp_path, runner="DataflowRunner", gcs_dir="gs://bucket/cc",
             beam_options={"project": "p", "region": "r", "temp_location": "gs://bucket/tmp"})
@@ -261,8 +261,8 @@ def test_cc100_is_found_through_param_env_or_interpreter(tmp_path, monkeypatch):
     beside = Path(sys.executable).parent / "cc100"
     if beside.is_file():
         assert st.resolve_cc100() == [str(beside)]
-    monkeypatch.setenv("CC100_BIN", f"{sys.executable} -m train.cli")
-    assert st.resolve_cc100()[1:] == ["-m", "train.cli"]
+    monkeypatch.setenv("CC100_BIN", f"{sys.executable} -m cc100.cli")
+    assert st.resolve_cc100()[1:] == ["-m", "cc100.cli"]
     assert st.resolve_cc100(sys.executable) == [sys.executable]  # the param wins
     with pytest.raises(st.StageError, match="param cc100_bin"):
         st.resolve_cc100(str(tmp_path / "nope"))
@@ -316,12 +316,12 @@ needs_airflow = pytest.mark.skipif(not AIRFLOW.is_file(), reason="airflow not in
                                    "(pip install -e .[airflow])")
 
 # The DAG files must import with neither the Google provider, Beam nor torch present (of the
-# project's own modules only the standard-library pipeline/contracts.py, and pipeline/logs.py,
+# project's own modules only the standard-library pipeline/contracts.py, and pipeline/utils/logs.py,
 # which the package's __init__ imports).
 _IMPORT_CHECK = textwrap.dedent("""
     import importlib.abc, json, sys
     BLOCKED = ("airflow.providers.google", "apache_beam", "torch", "pipeline", "train", "model")
-    ALLOWED = ("pipeline", "pipeline.logs", "pipeline.contracts")
+    ALLOWED = ("pipeline", "pipeline.utils", "pipeline.utils.logs", "pipeline.contracts")
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
             if name in ALLOWED:

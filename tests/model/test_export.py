@@ -79,7 +79,7 @@ def test_run_directory_and_recorded_vocab_give_a_working_tokenizer(
     write_checkpoint(tmp_path / "run" / "checkpoint.pt", model, tiny_config, vocab_file=str(vocab_path))
     out = tmp_path / "hf"
     # through the `cc100` dispatcher, with the run directory instead of the file
-    from train.cli import main as cc100
+    from cc100.cli import main as cc100
     assert cc100(["export", "--checkpoint", str(tmp_path / "run"), "--output", str(out)]) == 0
     assert (out / "sentencepiece.bpe.model").read_bytes() == vocab_path.read_bytes()
     tok = transformers.XLMRobertaTokenizer.from_pretrained(out)

@@ -2,7 +2,7 @@
 
 The reference dedup is written from cc_net's code (FlatHashSet.add checks a whole document's
 hashes before inserting them; finalize_doc drops removed lines and in-document repeats), not
-from pipeline/dedup.py, so comparing the Beam transform with it checks the semantics.
+from pipeline/dedup/paragraphs.py, so comparing the Beam transform with it checks the semantics.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.contracts import write_marker
-from pipeline.main import main
-from pipeline.wet import (
+from pipeline.corpus import main
+from pipeline.readers.wet import (
     BAD_HEADER,
     CORRUPT_GZIP,
     GARBAGE,
@@ -415,7 +415,7 @@ def test_full_disk_is_one_line_and_keeps_the_previous_output(tmp_path, capsys, m
     """ENOSPC simulated by monkeypatching the Parquet write (the in-process runner calls it)."""
     import errno
 
-    import pipeline.io
+    import pipeline.writers.parquet
 
     good = tmp_path / "a.warc.wet.gz"
     good.write_bytes(gzip_members(_records("a")))
@@ -426,7 +426,7 @@ def test_full_disk_is_one_line_and_keeps_the_previous_output(tmp_path, capsys, m
     def full_disk(path, docs, schema):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr(pipeline.io, "write_parquet", full_disk)
+    monkeypatch.setattr(pipeline.writers.parquet, "write_parquet", full_disk)
     code, out, err = _main(["--input", str(good), "--output", str(previous), "--overwrite",
                             "--lang-threshold", "0"], capsys)
     assert code == 1, out + err
@@ -462,7 +462,7 @@ def test_model_flags_that_would_be_silently_wrong_are_refused_before_any_work(tm
 
 def test_worker_traceback_becomes_its_last_exception_line():
     """Portable runners report a worker's exception as the text of its traceback."""
-    from pipeline.main import failure_line
+    from pipeline.corpus import failure_line
 
     worker = ("Traceback (most recent call last):\n  File \"apache_beam/runners/worker/operations.py\", "
               "line 1, in process\nOSError: [Errno 28] No space left on device: '/o.tmp-1/en/all/"

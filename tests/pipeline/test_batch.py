@@ -7,7 +7,7 @@ import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that
 
-from pipeline.batch import BatchDocuments
+from pipeline.utils.batch import BatchDocuments
 from pipeline.schema import Document, documents_from_bytes, documents_to_bytes
 from tests.pipeline.corpus_helpers import make_doc
 

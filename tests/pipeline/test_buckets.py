@@ -11,7 +11,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.buckets import (
+from pipeline.quality.buckets import (
     AssignBuckets,
     bucket_of,
     format_cutoffs,
@@ -24,7 +24,7 @@ from pipeline.buckets import (
     write_cutoffs,
 )
 from pipeline.schema import Document
-from pipeline.tools import ModelFileError
+from pipeline.utils.tools import ModelFileError
 
 
 def make_doc(lang: str | None, pp: float | None, offset: int) -> Document:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.conservation import check_conservation
-from pipeline.main import main
+from pipeline.utils.conservation import check_conservation
+from pipeline.corpus import main
 from tests.pipeline.corpus_helpers import page, write_wet
 
 # -- the local runner's data plane ------------------------------------------------------------
@@ -134,22 +134,22 @@ def inputs(tmp_path):
 def _lose_last_document_of_each_batch(monkeypatch):
     """The join receives every batch of documents but its last document (zip() keeps the other
     documents aligned with their hashes): documents vanish uncounted, as Beam's runner lost them."""
-    import pipeline.dedup
+    import pipeline.dedup.paragraphs
 
-    real = pipeline.dedup.documents_from_bytes
-    monkeypatch.setattr(pipeline.dedup, "documents_from_bytes", lambda data: real(data)[:-1])
+    real = pipeline.dedup.paragraphs.documents_from_bytes
+    monkeypatch.setattr(pipeline.dedup.paragraphs, "documents_from_bytes", lambda data: real(data)[:-1])
 
 
 def _lose_a_row_in_the_writer(monkeypatch):
     """A Parquet file is written without its first row, and the writer believes it wrote all."""
-    import pipeline.io
+    import pipeline.writers.parquet
 
-    real = pipeline.io.write_parquet
+    real = pipeline.writers.parquet.write_parquet
     def write_one_short(path, docs, schema):
         rows, bad_dates = real(path, docs[1:], schema)
         return rows + 1, bad_dates
 
-    monkeypatch.setattr(pipeline.io, "write_parquet", write_one_short)
+    monkeypatch.setattr(pipeline.writers.parquet, "write_parquet", write_one_short)
 
 
 @pytest.mark.parametrize("lose, stage", [

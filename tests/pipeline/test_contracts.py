@@ -195,8 +195,9 @@ def test_make_corpus_overwrites_only_when_asked():
 def test_make_clean_removes_only_what_cc100_wrote(tmp_path):
     """`make clean` in a copy of the Makefile and the module it runs (never this checkout's out/)."""
     shutil.copy(REPO_ROOT / "Makefile", tmp_path / "Makefile")
-    (tmp_path / "pipeline").mkdir()
-    for name in ("__init__.py", "logs.py", "contracts.py"):  # the package __init__ imports logs
+    (tmp_path / "pipeline" / "utils").mkdir(parents=True)
+    # the package __init__ imports utils/logs
+    for name in ("__init__.py", "utils/__init__.py", "utils/logs.py", "contracts.py"):
         shutil.copy(REPO_ROOT / "pipeline" / name, tmp_path / "pipeline" / name)
     out = tmp_path / "out"
     write_marker(out / "corpus", "corpus")

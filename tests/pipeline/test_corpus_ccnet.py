@@ -18,9 +18,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.buckets import read_cutoffs
-from pipeline.lid import default_lid_model
-from train.cli import main as cc100
+from pipeline.quality.buckets import read_cutoffs
+from pipeline.quality.lid import default_lid_model
+from cc100.cli import main as cc100
 
 pytestmark = pytest.mark.slow
 

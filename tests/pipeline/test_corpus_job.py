@@ -17,10 +17,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io import PARQUET_METADATA_KEY
-from pipeline.main import main
+from pipeline.writers.parquet import PARQUET_METADATA_KEY
+from pipeline.corpus import main
 from pipeline.schema import OUTPUT_SCHEMA
-from pipeline.wet import WetFileReport, read_wet_file
+from pipeline.readers.wet import WetFileReport, read_wet_file
 from tests.pipeline.corpus_helpers import page, reference_dedup, write_wet
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipeline.demo import main as demo_main
-from pipeline.main import main as corpus_main
+from pipeline.corpus import main as corpus_main
 
 pytestmark = pytest.mark.slow
 

@@ -19,13 +19,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.download import process_slots
-from pipeline.io import CorpusIOError
-from pipeline.main import main
+from pipeline.readers.download import process_slots
+from pipeline.writers.parquet import CorpusIOError
+from pipeline.corpus import main
 from pipeline.options import parse_args
 from pipeline.schema import Document
-from pipeline.snapshot import cache_root
-from pipeline.segments import (
+from pipeline.readers.snapshot import cache_root
+from pipeline.readers.segments import (
     SEGMENT_COUNTERS,
     FetchSettings,
     Segment,
@@ -112,7 +112,7 @@ def _doc(i: int, segment: str = "seg-a") -> Document:
 
 
 def test_spool_is_invisible_until_committed_and_round_trips(tmp_path, monkeypatch):
-    monkeypatch.setattr("pipeline.segments.SPOOL_BATCH", 3)  # several row groups
+    monkeypatch.setattr("pipeline.readers.segments.SPOOL_BATCH", 3)  # several row groups
     path = str(tmp_path / "segments" / "a.parquet")
     writer = SpoolWriter(path)
     docs = [_doc(i) for i in range(7)]

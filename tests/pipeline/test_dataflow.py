@@ -33,9 +33,9 @@ import pytest
 from apache_beam.io.filesystem import BeamIOError, CompressedFile, CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.main import build_pipeline, main
+from pipeline.corpus import build_pipeline, main
 from pipeline.options import WORKER_SDIST_ENV, parse_args, pipeline_options
-from pipeline.segments import resolve_download_cache, snapshot_segments
+from pipeline.readers.segments import resolve_download_cache, snapshot_segments
 
 REPO = Path(__file__).resolve().parents[2]
 DATAFLOW_FLAGS = ["--runner", "DataflowRunner", "--project", "my-project-123", "--region", "europe-west4",
@@ -315,7 +315,7 @@ def test_worker_requirements_match_the_project_pins():
 @pytest.fixture(scope="module")
 def it_model(shared_data, tmp_path_factory, kenlm_tools):
     """An Italian SentencePiece + KenLM model from `cc100 lm` (the training runs locally)."""
-    from pipeline import lm
+    from pipeline.quality import lm
 
     out = tmp_path_factory.mktemp("lm_it")
     assert lm.main(["--reference", str(shared_data / "reference"), "--output", str(out), "--langs", "it",
@@ -325,7 +325,7 @@ def it_model(shared_data, tmp_path_factory, kenlm_tools):
 
 @pytest.mark.slow
 def test_whole_job_runs_on_an_object_store_and_resumes_from_remote_spools(shared_data, it_model, tmp_path, monkeypatch, capsys):
-    from pipeline.lid import default_lid_model
+    from pipeline.quality.lid import default_lid_model
 
     monkeypatch.chdir(tmp_path)  # anything written to a local path "memfs:/..." would land here
     samples = sorted((shared_data / "wet").glob("CC-MAIN-2019-30-sample-*.warc.wet.gz"))

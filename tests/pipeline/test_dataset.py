@@ -15,8 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import contracts, demo, io
-from pipeline.card import configs, feature_type, render_card, size_category
+from pipeline import contracts, demo
+
+from pipeline.writers import parquet as io
+from pipeline.writers.card import configs, feature_type, render_card, size_category
 from pipeline.schema import COLUMN_DOCS, OUTPUT_SCHEMA, Document, document_id, output_table, parse_date
 
 
@@ -112,8 +114,8 @@ def test_card_header_has_one_config_per_language_and_bucket_and_the_features():
 @pytest.fixture(scope="module")
 def demo_corpus(tmp_path_factory, kenlm_tools) -> Path:
     """`make demo`'s corpus step: the bundled demo input, its KenLM models, `cc100 corpus`."""
-    from pipeline.lm import main as lm
-    from pipeline.main import main as corpus
+    from pipeline.quality.lm import main as lm
+    from pipeline.corpus import main as corpus
 
     root = tmp_path_factory.mktemp("dataset")
     assert demo.main(["--output", str(root / "input")]) == 0

@@ -11,7 +11,7 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.dedup import (
+from pipeline.dedup.paragraphs import (
     DedupParagraphs,
     apply_kept_lines,
     first_occurrences,
@@ -185,7 +185,7 @@ def test_small_blocks_many_shards_and_early_flushes_change_nothing(monkeypatch, 
     """Blocks of 3 records, 64 hash shards and buffers emitted every few documents: the batches
     and shards split differently, the result is the same (in-process runner: the patched
     module constants are the ones the DoFns read)."""
-    import pipeline.dedup as dedup
+    import pipeline.dedup.paragraphs as dedup
 
     monkeypatch.setattr(dedup, "BLOCK_RECORDS", 3)
     monkeypatch.setattr(dedup, "MIN_HASH_SHARDS", 64)

@@ -87,7 +87,7 @@ def test_wet_files_are_common_crawl_shaped(generated, records, truth):
 
 
 def test_project_reader_reads_every_record_without_problems(generated, truth):
-    from pipeline.wet import WetFileReport, read_wet_file
+    from pipeline.readers.wet import WetFileReport, read_wet_file
 
     kinds = Counter(p["kind"] for p in truth["pages"])
     documents, too_short = 0, 0
@@ -243,8 +243,8 @@ def test_corpus_job_removes_the_demo_boilerplate_and_reports_it(generated, truth
     """End to end on the demo input: `cc100 corpus` (CCNet dedup) then `cc100 report`."""
     import pyarrow.parquet as pq
 
-    from pipeline import report
-    from pipeline.main import main as corpus
+    from pipeline.writers import report
+    from pipeline.corpus import main as corpus
 
     out = tmp_path / "corpus"
     assert corpus(["--input", str(generated / "wet" / "*.warc.wet.gz"), "--output", str(out)]) == 0

@@ -16,7 +16,7 @@ import zlib
 
 import pytest
 
-from pipeline.download import (
+from pipeline.readers.download import (
     DownloadError,
     DownloadSlots,
     RetryPolicy,
@@ -491,7 +491,7 @@ def test_trickling_server_hits_the_deadline_and_is_logged_as_slow(server, big, t
     server.plan(path, trickle(nbytes=100, interval=0.05, seconds=20))
     policy = RetryPolicy(max_attempts=4, deadline=1.0, slow_window=0.3, slow_rate=10_000)
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="pipeline.download"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.readers.download"):
         with pytest.raises(DownloadError) as info:
             fetch(server, path, tmp_path / "a.gz", policy=policy)
     assert time.monotonic() - started < 10  # not the 20 s the trickle would take, nor hours
@@ -574,7 +574,7 @@ def test_credentials_are_sent_as_a_header_and_never_shown(server, big, tmp_path,
     path, data = big
     url = server.url(path).replace("http://", "http://alice:s3cr%40t@")
     server.plan(path, unavailable(503))
-    with caplog.at_level(logging.INFO, logger="pipeline.download"):
+    with caplog.at_level(logging.INFO, logger="pipeline.readers.download"):
         result = fetch_to_file(url, tmp_path / "a.gz", opener=server.opener(), sleep=Sleeps(), policy=FAST)
     assert (tmp_path / "a.gz").read_bytes() == data and result.url == server.url(path)
     for request in server.requests_for(path):  # the path arrived clean, the credentials as Basic auth

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline.leftovers import committed_run_left_work_dir, host_tag, remove_dead_staging, staging_path, staging_dirs
+from pipeline.utils.leftovers import committed_run_left_work_dir, host_tag, remove_dead_staging, staging_path, staging_dirs
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_work_dir_is_kept_when_it_may_still_be_wanted(tmp_path, case):
 
 @pytest.mark.slow
 def test_a_later_run_removes_a_killed_runs_staging_and_the_work_dir_left_after_a_commit(tmp_path, shared_data, dead_pid):
-    from pipeline.main import main
+    from pipeline.corpus import main
 
     wet = str(shared_data / "wet" / "cc_whirlwind_whirlwind.warc.wet.gz")
     out = tmp_path / "out"

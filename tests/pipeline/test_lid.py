@@ -11,8 +11,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import lid
-from pipeline.lid import (
+from pipeline.quality import lid
+from pipeline.quality.lid import (
     fasttext_layout_size,
     IdentifyLanguage,
     LidConfig,
@@ -25,9 +25,9 @@ from pipeline.lid import (
     predict_lines,
     self_check,
 )
-from pipeline.io import partition_of
+from pipeline.writers.parquet import partition_of
 from tests.pipeline.corpus_helpers import beam_counters, make_doc
-from pipeline.tools import ModelFileError
+from pipeline.utils.tools import ModelFileError
 
 
 

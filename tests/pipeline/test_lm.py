@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import lm
-from pipeline.lm import LmConfig, normalize_lines, read_text
-from pipeline.perplexity import load_kenlm, load_sentencepiece, score_document
-from pipeline.tools import ToolNotFoundError, find_tool
+from pipeline.quality import lm
+from pipeline.quality.lm import LmConfig, normalize_lines, read_text
+from pipeline.quality.perplexity import load_kenlm, load_sentencepiece, score_document
+from pipeline.utils.tools import ToolNotFoundError, find_tool
 
 
 # -- pure pieces -----------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def test_lm_command_refuses_bad_arguments_before_training(kenlm_tools, tmp_path,
 
 
 def test_lm_command_says_to_build_the_tools(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("pipeline.tools.TOOLS_BIN", tmp_path / "no-tools")
+    monkeypatch.setattr("pipeline.utils.tools.TOOLS_BIN", tmp_path / "no-tools")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.delenv("CC100_KENLM_BIN", raising=False)
     ref = tmp_path / "ref"

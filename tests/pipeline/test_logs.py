@@ -17,7 +17,7 @@ LINE = re.compile(r"^\d\d:\d\d:\d\d (INFO|WARNING|ERROR) \S")
 
 
 def cc100(*argv, env=None):
-    return subprocess.run([sys.executable, "-m", "train.cli", *map(str, argv)], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "cc100.cli", *map(str, argv)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
 

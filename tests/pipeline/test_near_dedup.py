@@ -16,7 +16,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.near_dedup import (
+from pipeline.dedup.near import (
     NearDedup,
     NearDedupConfig,
     band_keys,
@@ -178,7 +178,7 @@ def test_estimated_jaccard_is_close_to_the_true_jaccard_on_random_sets():
 def test_signatures_are_the_same_in_another_process():
     """No Python hash(): a fresh interpreter with another PYTHONHASHSEED gets the same bits."""
     text = "Le chat dort.\nThe cat sleeps on the mat, again and again.\n猫が寝ている。"
-    code = ("import sys; from pipeline.near_dedup import NearDedupConfig, signature, band_keys;"
+    code = ("import sys; from pipeline.dedup.near import NearDedupConfig, signature, band_keys;"
             "s = signature(sys.stdin.read(), NearDedupConfig());"
             "print(s.tolist(), band_keys(s, 14, 8))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -10,11 +10,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.buckets import AssignBuckets, read_cutoffs
-from pipeline.lm import LmConfig, train_languages
+from pipeline.quality.buckets import AssignBuckets, read_cutoffs
+from pipeline.quality.lm import LmConfig, train_languages
 from pipeline.normalize import normalize
-import pipeline.perplexity as perplexity_module
-from pipeline.perplexity import (
+import pipeline.quality.perplexity as perplexity_module
+from pipeline.quality.perplexity import (
     ScorePerplexity,
     available_languages,
     lm_lines,
@@ -30,9 +30,9 @@ from pipeline.perplexity import (
     tokenize,
     validate_models,
 )
-from pipeline.wet import iter_wet_records
+from pipeline.readers.wet import iter_wet_records
 from tests.pipeline.corpus_helpers import beam_counters, make_doc
-from pipeline.tools import ModelFileError
+from pipeline.utils.tools import ModelFileError
 
 LANGS = ("en", "fr", "de", "ru")
 HELD_OUT = 100  # last lines of each reference file, never trained on

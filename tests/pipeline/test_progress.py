@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from pipeline.progress import Progress
+from pipeline.utils.progress import Progress
 
 
 class Clock:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import report
+from pipeline.writers import report
 from pipeline.contracts import META_DIR
 from pipeline.schema import PARQUET_SCHEMA, Document
 
@@ -284,7 +284,7 @@ def test_funnel_reads_the_first_candidate_that_exists():
 
 
 def test_cc100_dispatcher_runs_report(tmp_path):
-    from train.cli import main as cc100
+    from cc100.cli import main as cc100
 
     out = make_output(tmp_path)
     assert cc100(["report", str(out), "--output", str(tmp_path / "via-cli")]) == 0

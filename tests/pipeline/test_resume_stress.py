@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from bench.synth_wet import SynthConfig, synthesize
-from pipeline.main import main
+from pipeline.corpus import main
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.download import DownloadError, RetryPolicy
-from pipeline.snapshot import (
+from pipeline.readers.download import DownloadError, RetryPolicy
+from pipeline.readers.snapshot import (
     SegmentFetcher,
     cache_root,
     listing_problem,
@@ -403,7 +403,7 @@ def test_two_prefetch_processes_sharing_a_cache_both_succeed(crawl, tmp_path):
     server.clear_log()
     server.plan(paths[0], pause(after=100_000, seconds=1.5))
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    argv = [sys.executable, "-m", "pipeline.snapshot", "--snapshot", SNAPSHOT, "--segments", "0",
+    argv = [sys.executable, "-m", "pipeline.readers.snapshot", "--snapshot", SNAPSHOT, "--segments", "0",
             "--cc-base-url", server.base_url, "--download-cache", str(cache), "--max-attempts", "2"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for _ in range(1000):  # until the first run is inside its pause

@@ -9,7 +9,7 @@ import io
 
 import pytest
 
-from pipeline.wet import (
+from pipeline.readers.wet import (
     WetFileReport,
     documents_from_records,
     iter_wet_records,

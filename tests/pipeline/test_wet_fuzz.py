@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.wet import MAX_RECORD_BYTES, WetFileReport, iter_wet_records
+from pipeline.readers.wet import MAX_RECORD_BYTES, WetFileReport, iter_wet_records
 from tests.pipeline.corpus_helpers import member_offsets
 
 SAMPLE = "CC-MAIN-2019-30-sample-00001.warc.wet.gz"

@@ -29,10 +29,10 @@ def world(tmp_path_factory, shared_data):
 
 
 def run(world, out, nproc: int, *extra) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "train.main"]
+    cmd = [sys.executable, "-m", "train.pretrain"]
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               "-m", "train.main"]
+               "-m", "train.pretrain"]
     cmd += ["--shards", str(world.shards), "--vocab", str(world.vocab), "--output", str(out), *ARGS,
             *map(str, extra)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "CUDA_VISIBLE_DEVICES": ""}

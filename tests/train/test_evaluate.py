@@ -18,7 +18,7 @@ from tests.train.test_trainer import one_thread  # noqa: F401  (autouse: one int
 from train.evaluate import (EvalError, default_layer, find_tatoeba, length_batches, load_tatoeba,
                             retrieval_accuracy, unigram_entropy)
 from train.evaluate import main as evaluate_main
-from train.main import main as pretrain_main
+from train.pretrain import main as pretrain_main
 
 RUN_ARGS = ["--config", "tiny", "--max-len", "64", "--batch-tokens", "1024", "--micro-batch", "8",
             "--log-every", "5", "--eval-every", "10", "--eval-seqs", "6", "--checkpoint-every", "0",

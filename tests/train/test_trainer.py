@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tests.train.test_tokenize import build_world, other_vocab
-from train.main import main as pretrain_main
+from train.pretrain import main as pretrain_main
 from train.trainer import lr_lambda, param_groups
 
 BASE = ["--config", "tiny", "--max-len", "64", "--batch-tokens", "1024", "--micro-batch", "8",

@@ -17,7 +17,8 @@ import pytest
 
 from pipeline.contracts import claim
 from pipeline.schema import PARQUET_SCHEMA, Document
-from train import cli, vocab
+from train import vocab
+from cc100 import cli
 from train.corpus_reader import list_languages, measure_language
 from train.sampling import alpha_sampling_probs
 from train.tokenizer import XLMRTokenizer

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
 KENLM_BIN_ENV = "CC100_KENLM_BIN"
 

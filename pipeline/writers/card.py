@@ -124,6 +124,6 @@ def card_context(stats: dict) -> dict:
 
 
 def render_card(stats: dict) -> str:
-    from pipeline.templates import environment
+    from pipeline.writers.templates import environment
 
     return environment().get_template(TEMPLATE).render(**card_context(stats), yaml_string=yaml_string)

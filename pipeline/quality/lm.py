@@ -33,8 +33,8 @@ from pathlib import Path
 
 from pipeline.contracts import OwnershipError, claim
 from pipeline.normalize import normalize
-from pipeline.perplexity import LM_SUFFIX, SP_SUFFIX, perplexity, tokenize
-from pipeline.tools import ToolNotFoundError, find_tool, is_local
+from pipeline.quality.perplexity import LM_SUFFIX, SP_SUFFIX, perplexity, tokenize
+from pipeline.utils.tools import ToolNotFoundError, find_tool, is_local
 
 
 
@@ -333,7 +333,7 @@ def claim_output(output: str) -> None:
     if is_local(output):
         claim(output, STAGE)
         return
-    from pipeline.io import output_problem, write_marker
+    from pipeline.writers.parquet import output_problem, write_marker
 
     problem = output_problem(output, STAGE, replace=False)
     if problem:
@@ -343,7 +343,7 @@ def claim_output(output: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    from pipeline.lid import parse_langs
+    from pipeline.quality.lid import parse_langs
 
     if args.workers < 1:
         print(f"cc100 lm: --workers must be >= 1, got {args.workers}", file=sys.stderr)

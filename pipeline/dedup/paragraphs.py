@@ -20,7 +20,7 @@ batches, so the number of shuffled elements does not grow with the number of par
   3. a `GroupByKey` per block joins its documents with their loss rows.
 A worker holds one hash shard's occurrences (24 bytes each, no text) or one block's documents.
 Each shuffle is counted on both sides (dedup_documents_in / _occurrences_out / _occurrences_in /
-_loss_rows_out / _loss_rows_applied), and pipeline/conservation.py fails a run where they differ.
+_loss_rows_out / _loss_rows_applied), and pipeline/utils/conservation.py fails a run where they differ.
 Documents cross the shuffle as bytes (`documents_to_bytes`: pickled once per batch). An earlier
 version shuffled one element per (document, distinct paragraph), one per loss and one per
 document: Beam's per-element cost was the largest item of the job's profile (docs/benchmarks.md).
@@ -37,7 +37,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline.io import write_json
+from pipeline.writers.parquet import write_json
 from pipeline.normalize import paragraph_hash
 from pipeline.schema import Document, documents_from_bytes, documents_to_bytes
 

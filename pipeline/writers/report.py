@@ -268,9 +268,9 @@ def read_parquet_columns(files: list[Path], samples: int = 3, tokenizer=None) ->
 
 
 def read_cutoff_file(path: Path) -> dict[str, tuple[float, float]]:
-    """{lang: (head, tail)} from a cc_net cutoff CSV (pipeline.buckets parses it)."""
-    from pipeline.buckets import head_tail, parse_cutoffs
-    from pipeline.tools import ModelFileError
+    """{lang: (head, tail)} from a cc_net cutoff CSV (pipeline.quality.buckets parses it)."""
+    from pipeline.quality.buckets import head_tail, parse_cutoffs
+    from pipeline.utils.tools import ModelFileError
 
     try:
         return head_tail(parse_cutoffs(path.read_text(encoding="utf-8"), str(path)))
@@ -440,7 +440,7 @@ def consistency_warnings(corpus: Corpus, stages: list[dict]) -> list[str]:
                 warnings.append(
                     f"stats.json partition {key}: {int(said)} documents, Parquet: {counted.get(key, 0)}"
                 )
-    bucket_counters = {}  # "documents:{lang}:{bucket}" counters of pipeline/buckets.py
+    bucket_counters = {}  # "documents:{lang}:{bucket}" counters of pipeline/quality/buckets.py
     for name, value in counters.items():
         m = BUCKET_COUNTER.match(name)
         if m:
@@ -455,7 +455,7 @@ def consistency_warnings(corpus: Corpus, stages: list[dict]) -> list[str]:
                                 f"{bucket_counters.get(key, 0)}, Parquet: {counted.get(key, 0)}")
     numbers = [s["documents"] for s in stages if s["documents"] is not None]
     if any(b > a for a, b in zip(numbers, numbers[1:])):
-        warnings.append("the funnel grows between two stages: check the FUNNEL table in pipeline/report.py")
+        warnings.append("the funnel grows between two stages: check the FUNNEL table in pipeline/writers/report.py")
     if not rows:
         warnings.append("no document in the Parquet files")
     return warnings
@@ -795,7 +795,7 @@ def _data_uri(png: bytes | None) -> str | None:
 def render_html(corpus: Corpus, numbers: dict, images: dict[str, bytes | None]) -> str:
     """index.html from templates/report.html.j2 (autoescaped: every text from the data is
     escaped by Jinja2, not by hand)."""
-    from pipeline.templates import environment
+    from pipeline.writers.templates import environment
 
     env = environment(autoescape=True)
     template = env.get_template(REPORT_TEMPLATE)

@@ -1,7 +1,7 @@
 """Entry point of the local runner's worker processes (`--workers N`).
 
 Beam starts each worker as `python -m apache_beam.runners.worker.sdk_worker_main`; starting it
-through this module instead imports `pipeline` first (pipeline/logs.py), so a worker logs in
+through this module instead imports `pipeline` first (pipeline/utils/logs.py), so a worker logs in
 the same format as the main process and without Beam's import and start-up chatter.
 """
 

@@ -1,6 +1,6 @@
 """MinHash near-duplicate document removal (`--near-dedup`): pure helpers and `NearDedup`.
 
-Paragraph dedup (pipeline/dedup.py) removes exact repeats; a page copied with a few words
+Paragraph dedup (pipeline/dedup/paragraphs.py) removes exact repeats; a page copied with a few words
 changed (a date, a name, a price) keeps all its paragraphs. This optional stage, run after it,
 drops documents whose shingle sets are nearly equal (Jaccard >= threshold, default 0.8).
 
@@ -22,7 +22,7 @@ dropped iff it has a *verified* near-duplicate (estimated Jaccard from the full 
 not union-find over components: in a chain A~B~C with A !~ C all of B and C go (same as
 components), but with A~C, B~C, A !~ B (A<B<C) B is kept where components would drop it.
 
-How it scales (no global set; as pipeline/dedup.py, everything goes through the shuffle):
+How it scales (no global set; as pipeline/dedup/paragraphs.py, everything goes through the shuffle):
   1. `GroupByKey` on band keys ((band, 64-bit hash)) -> buckets of document keys, no text;
   2. in each bucket with >= 2 members, each member is paired with the bucket's `anchors` (8)
      smallest keys that are smaller than itself; two passes over the grouped values keep

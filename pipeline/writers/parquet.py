@@ -1,12 +1,12 @@
 """Input globs, writing Documents as Parquet (`WriteByLanguage`), and the output directory
 protocol: write into a staging directory, commit by rename. (Reading segments into Documents,
-with spools for resume, is pipeline/segments.py.)
+with spools for resume, is pipeline/readers/segments.py.)
 
 All file access goes through `apache_beam.io.filesystems.FileSystems`, so the same code reads
 and writes gs:// on Dataflow. Output layout (fixed for the later stages):
 
     OUTPUT/{language}/{bucket}/part-{shard:05d}-of-{n:05d}.parquet   OUTPUT_SCHEMA, zstd
-    OUTPUT/README.md            dataset card (pipeline/card.py)
+    OUTPUT/README.md            dataset card (pipeline/writers/card.py)
     OUTPUT/.cc100/stage.json    {"stage": "corpus", "format_version": 1}: the job's own output
     OUTPUT/.cc100/stats.json    counters, config, inputs (written last: marks a finished run)
     OUTPUT/.cc100/files.jsonl   one line per input file (segment): records, documents, problems
@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline.batch import BatchDocuments
+from pipeline.utils.batch import BatchDocuments
 from pipeline.contracts import (
     MARKER_FILE,
     META_DIR,
@@ -50,7 +50,7 @@ from pipeline.contracts import (
     remove_tree_no_follow,
     undecodable_name,
 )
-from pipeline.leftovers import staging_path
+from pipeline.utils.leftovers import staging_path
 from pipeline.schema import OUTPUT_SCHEMA, Document, documents_from_bytes, documents_to_bytes, output_table
 
 NAMESPACE = "cc100"

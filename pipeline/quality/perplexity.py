@@ -34,10 +34,10 @@ from typing import Callable, Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.batch import BatchDocuments
+from pipeline.utils.batch import BatchDocuments
 from pipeline.normalize import normalize
 from pipeline.schema import Document
-from pipeline.tools import ModelFileError, local_copy, require_file
+from pipeline.utils.tools import ModelFileError, local_copy, require_file
 
 METRICS_NAMESPACE = "cc100"
 SP_SUFFIX = ".sp.model"
@@ -247,8 +247,8 @@ def validate_models(
       and size are checked without reading the whole model).
     * cutoffs: the table parses and has the head/tail percentiles.
     """
-    from pipeline.buckets import read_cutoffs, require_percentiles
-    from pipeline.lid import default_lid_model, self_check
+    from pipeline.quality.buckets import read_cutoffs, require_percentiles
+    from pipeline.quality.lid import default_lid_model, self_check
 
     report = ModelReport()
     if check_lid:
@@ -279,7 +279,7 @@ def validate_models(
 def require_lm_dir(lm_dir: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
-    from pipeline.tools import is_local
+    from pipeline.utils.tools import is_local
 
     if is_local(lm_dir):
         import os

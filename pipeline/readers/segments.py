@@ -2,7 +2,7 @@
 
 A segment is one WET file: a local/`gs://` path (`--input`) or a line of a snapshot's
 wet.paths.gz (`--snapshot`), fetched over HTTP with retries and Range resume
-(pipeline/snapshot.py). Turning a segment into Documents (download, parse, --min-len filter) is
+(pipeline/readers/snapshot.py). Turning a segment into Documents (download, parse, --min-len filter) is
 the expensive part of a run, and the only part that is per segment. So it is checkpointed:
 
     WORK/work.json                      what the spools were made with (min_len, max_record_bytes,
@@ -44,11 +44,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline.download import RetryPolicy
-from pipeline.io import CorpusIOError, remove_tree, write_json
-from pipeline.progress import Progress
+from pipeline.readers.download import RetryPolicy
+from pipeline.writers.parquet import CorpusIOError, remove_tree, write_json
+from pipeline.utils.progress import Progress
 from pipeline.schema import PARQUET_SCHEMA, Document, document_from_row
-from pipeline.wet import MAX_RECORD_BYTES, SKIP_REASONS, WetFileReport, read_wet_file
+from pipeline.readers.wet import MAX_RECORD_BYTES, SKIP_REASONS, WetFileReport, read_wet_file
 
 NAMESPACE = "cc100"
 LOG = logging.getLogger("cc100.corpus")
@@ -363,7 +363,7 @@ def open_spool(path: str) -> tuple[dict, Iterator[Document]]:
 class FetchSettings:
     """How workers download snapshot segments (a picklable part of the DoFn)."""
 
-    base_url: str  # may hold credentials: never log it (pipeline.download.redact_url)
+    base_url: str  # may hold credentials: never log it (pipeline.readers.download.redact_url)
     download_cache: str | None = None  # None: resolve_download_cache on the worker
     max_downloads: int = 4
     policy: RetryPolicy = RetryPolicy()  # attempts, backoff, deadline, size limit, Retry-After cap
@@ -430,7 +430,7 @@ class ProcessSegmentFn(beam.DoFn):
         self.counters = {name: Metrics.counter(NAMESPACE, name) for name in names}
         self.fetcher = None
         if self.fetch is not None:
-            from pipeline.snapshot import SegmentFetcher
+            from pipeline.readers.snapshot import SegmentFetcher
 
             self.fetcher = SegmentFetcher(
                 resolve_download_cache(self.fetch.download_cache, self.work_dir),
@@ -460,7 +460,7 @@ class ProcessSegmentFn(beam.DoFn):
 
         local, download = segment.name, None
         if segment.remote:
-            from pipeline.download import DownloadError
+            from pipeline.readers.download import DownloadError
 
             try:
                 local = str(self.fetcher.fetch(segment.name))

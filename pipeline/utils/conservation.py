@@ -29,11 +29,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.io import WRITE_COUNTER_PREFIX
+from pipeline.writers.parquet import WRITE_COUNTER_PREFIX
 
 LID_DROPS = ("lid_dropped_empty", "lid_dropped_threshold", "lid_dropped_language_filter")
 PERPLEXITY_OUTCOMES = ("perplexity_scored", "perplexity_no_model", "perplexity_empty_text")
-BUCKET_COUNTER_PREFIX = "documents:"  # pipeline/buckets.py: documents:{language}:{bucket}
+BUCKET_COUNTER_PREFIX = "documents:"  # pipeline/quality/buckets.py: documents:{language}:{bucket}
 
 
 @dataclass(frozen=True)

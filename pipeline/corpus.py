@@ -4,10 +4,10 @@
                  --output DIR [--workers N] [--min-len 300] [--dedup ccnet|keep-first]
                  [--dedup-group-size N] [--lm-dir DIR] [--langs en,fr] [--overwrite] [Beam flags]
 
-`main` removes what killed runs on the same output left (pipeline/leftovers.py), checks inputs,
+`main` removes what killed runs on the same output left (pipeline/utils/leftovers.py), checks inputs,
 output, models and the work directory before anything runs, builds the chain of stages
 (`build_pipeline`), runs it on the local FnApiRunner (or the --runner given), checks that no
-stage lost data (pipeline/conservation.py; a mismatch commits nothing and exits 1), then writes
+stage lost data (pipeline/utils/conservation.py; a mismatch commits nothing and exits 1), then writes
 the dataset card README.md and .cc100/stats.json and commits the staging directory to --output by rename. Segments whose
 download failed for good are reported; without --allow-failed-segments nothing is committed,
 the run exits 1, and the work directory keeps every finished segment for the re-run.
@@ -26,9 +26,9 @@ from datetime import datetime, timezone
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
-from pipeline.buckets import AssignBuckets, format_language_table, summarize_counters  # noqa: E402
-from pipeline.card import render_card  # noqa: E402
-from pipeline.conservation import check_conservation  # noqa: E402
+from pipeline.quality.buckets import AssignBuckets, format_language_table, summarize_counters  # noqa: E402
+from pipeline.writers.card import render_card  # noqa: E402
+from pipeline.utils.conservation import check_conservation  # noqa: E402
 from pipeline.contracts import (  # noqa: E402
     CUTOFFS_FILE,
     DATASET_CARD,
@@ -40,9 +40,9 @@ from pipeline.contracts import (  # noqa: E402
     meta_path,
     undecodable_name,
 )
-from pipeline.dedup import DedupParagraphs  # noqa: E402
-from pipeline.download import DownloadError, redact_url  # noqa: E402
-from pipeline.io import (  # noqa: E402
+from pipeline.dedup.paragraphs import DedupParagraphs  # noqa: E402
+from pipeline.readers.download import DownloadError, redact_url  # noqa: E402
+from pipeline.writers.parquet import (  # noqa: E402
     CorpusIOError,
     WriteByLanguage,
     check_output,
@@ -55,10 +55,10 @@ from pipeline.io import (  # noqa: E402
     write_json,
     write_text,
 )
-from pipeline import logs  # noqa: E402
-from pipeline.leftovers import committed_run_left_work_dir, remove_dead_staging  # noqa: E402
-from pipeline.lid import IdentifyLanguage  # noqa: E402
-from pipeline.near_dedup import NearDedup  # noqa: E402
+from pipeline.utils import logs  # noqa: E402
+from pipeline.utils.leftovers import committed_run_left_work_dir, remove_dead_staging  # noqa: E402
+from pipeline.quality.lid import IdentifyLanguage  # noqa: E402
+from pipeline.dedup.near import NearDedup  # noqa: E402
 from pipeline.options import (  # noqa: E402
     LOCAL_RUNNER,
     CorpusConfig,
@@ -67,8 +67,8 @@ from pipeline.options import (  # noqa: E402
     pipeline_options,
     prepare_worker_package,
 )
-from pipeline.perplexity import ScorePerplexity, validate_models  # noqa: E402
-from pipeline.segments import (  # noqa: E402
+from pipeline.quality.perplexity import ScorePerplexity, validate_models  # noqa: E402
+from pipeline.readers.segments import (  # noqa: E402
     FAILED_RUN_STATS,
     WORK_CONFIG,
     FetchSettings,
@@ -86,9 +86,9 @@ from pipeline.segments import (  # noqa: E402
     snapshot_segments,
     work_fingerprint,
 )
-from pipeline.snapshot import select_segments, wet_paths  # noqa: E402
-from pipeline.stats import COUNTER_HELP, counters_from_result, format_summary, partitions, read_file_reports  # noqa: E402
-from pipeline.tools import ModelFileError  # noqa: E402
+from pipeline.readers.snapshot import select_segments, wet_paths  # noqa: E402
+from pipeline.writers.stats import COUNTER_HELP, counters_from_result, format_summary, partitions, read_file_reports  # noqa: E402
+from pipeline.utils.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
 PROGRESS_EVERY_S = float(os.environ.get("CC100_PROGRESS_EVERY_S", "30"))  # log lines, not a tty
@@ -220,7 +220,7 @@ def _error(message: str) -> None:
 
 
 def remove_leftovers(config: CorpusConfig, work_dir: str) -> None:
-    """What killed runs of this stage on this output left (pipeline/leftovers.py): their staging
+    """What killed runs of this stage on this output left (pipeline/utils/leftovers.py): their staging
     directories, and the work directory of a run killed right after its commit (unless this
     run, with --overwrite, resumes from it and removes it at its end)."""
     remove_dead_staging(config.output)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from pipeline.buckets import LANGUAGE_COUNTER_HELP
+from pipeline.quality.buckets import LANGUAGE_COUNTER_HELP
 
 NAMESPACE = "cc100"
 MAX_LISTED_PROBLEM_FILES = 20

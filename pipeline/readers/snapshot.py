@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipeline import logs
-from pipeline.cliflags import add_deprecated_alias
-from pipeline.download import (
+from pipeline.utils import logs
+from pipeline.utils.cliflags import add_deprecated_alias
+from pipeline.readers.download import (
     DEFAULT_MAX_CONCURRENT,
     DownloadError,
     DownloadResult,
@@ -226,7 +226,7 @@ class SegmentFetcher:
     """Fetch WET files of wet.paths into `cache_dir`, remembering what succeeded and failed.
 
     Plain picklable config (no open sockets or locks) so a Beam DoFn can hold one; the
-    concurrency cap is the process-wide one from pipeline.download.
+    concurrency cap is the process-wide one from pipeline.readers.download.
     """
 
     cache_dir: str

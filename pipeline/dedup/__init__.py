@@ -1,0 +1,1 @@
+"""Deduplication: exact paragraphs (cc_net's SHA-1) and near-duplicate documents (MinHash)."""

@@ -1,0 +1,1 @@
+"""Quality: language identification, scoring models (SentencePiece + KenLM), perplexity, buckets."""

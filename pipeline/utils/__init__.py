@@ -1,0 +1,1 @@
+"""Infrastructure every stage uses: flags, logs, progress, external tools, run accounting."""
