@@ -19,8 +19,9 @@ tensors (model, optimizer, scheduler, data cursor, RNG) apart from its recorded 
 file as canonical JSON or text. `--compare A B` prints one line per artifact and exits 1 on any
 difference. `--repo DIR` runs another checkout's code (the old commit, say) under this script.
 
-    python -m bench.output_digest --workdir /tmp/cc100-digest --output before.json
-    python -m bench.output_digest --compare before.json after.json [--skip 'corpus*:footer_config']
+    python -m bench.output_digest --workdir /tmp/cc100-digest --output before.json [--repo OLD_CHECKOUT]
+    python -m bench.output_digest --workdir /tmp/cc100-digest --no-run --output again.json  # digest only
+    python -m bench.output_digest --compare before.json after.json [--differences] [--skip GLOB]
 
 What is excluded or normalised, and why, is in EXCLUDED (also written into every digest).
 """
@@ -51,12 +52,20 @@ TIMING_KEYS = frozenset({
     "seconds", "started", "elapsed_s", "tokens_per_s", "mfu",
     "sample_seconds", "train_seconds", "total_seconds", "peak_rss_mib",
 })
+# Sizes of Parquet files, recorded in stats.json and the shards' done.json: the footer holds the
+# absolute output path, so they change with the length of the work directory's name.
+PARQUET_SIZE_KEYS = frozenset({"bytes", "source_bytes"})
+DROPPED_KEYS = TIMING_KEYS | PARQUET_SIZE_KEYS
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?")
 
 EXCLUDED = {
     "json keys " + ", ".join(sorted(TIMING_KEYS)):
         "wall-clock time, throughput and memory of the run (stats.json, files.jsonl, done.json, "
         "vocab_config.json, log.jsonl): they differ on every run",
+    "json keys " + ", ".join(sorted(PARQUET_SIZE_KEYS)):
+        "sizes of Parquet files (stats.json partitions and parts, the shards' done.json): the footer "
+        "holds the absolute output path, so the size follows the length of the work directory's name "
+        "(the files' data pages, layout and footer config are compared instead)",
     "ISO timestamps in the dataset card (README.md)": "the card says when the run started",
     "absolute paths": "the work directory, the shared data and the repository are replaced by <WORK>, "
                       "<SHARED>, <REPO> in every JSON value and text file, and in the Parquet column "
@@ -96,9 +105,9 @@ NO_PATHS = Paths({})
 
 
 def canonical_json(obj, paths: Paths = NO_PATHS):
-    """`obj` without timing keys, paths replaced, dict keys sorted (by json.dumps)."""
+    """`obj` without timing and Parquet size keys, paths replaced, dict keys sorted (by json.dumps)."""
     if isinstance(obj, dict):
-        return {k: canonical_json(v, paths) for k, v in obj.items() if k not in TIMING_KEYS}
+        return {k: canonical_json(v, paths) for k, v in obj.items() if k not in DROPPED_KEYS}
     if isinstance(obj, list):
         return [canonical_json(v, paths) for v in obj]
     if isinstance(obj, str):
@@ -458,6 +467,12 @@ def run_stage(name: str, command: list[str], env: dict[str, str], repo: Path, wo
     return seconds
 
 
+def default_cc100(repo: Path) -> str:
+    """`python -m cc100`, or `python -m train.cli` in a checkout from before the dispatcher moved."""
+    module = "cc100" if (repo / "cc100" / "__main__.py").is_file() else "train.cli"
+    return f"{sys.executable} -m {module}"
+
+
 def run_chain(args, work: Path, shared: Path) -> tuple[list[dict], dict[str, float]]:
     prefix = shlex.split(args.cc100)
     env = stage_env(args.repo, args.threads)
@@ -477,24 +492,39 @@ def git_commit(repo: Path) -> str | None:
         return None
 
 
+RUN_RECORD = "logs/run.json"  # what ran (commands, code, seconds), for a later --no-run
+
+
+def record_run(args, work: Path, shared: Path, paths: Paths) -> dict:
+    """Runs the chain and writes what ran into WORK/logs/run.json."""
+    prepare_workdir(work)
+    commands, timings = run_chain(args, work, shared)
+    for c in commands:
+        c["command"] = [paths.text(part) for part in c["command"]]
+    run = {"repo_commit": git_commit(args.repo), "repo": str(args.repo), "cc100": args.cc100,
+           "threads": args.threads, "commands": commands, "seconds": timings}
+    (work / RUN_RECORD).write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
+    return run
+
+
+def read_run(work: Path) -> dict:
+    path = work / RUN_RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"seconds": {}}
+
+
 def make_digest(args) -> dict:
     work, shared = args.workdir.resolve(), args.shared.resolve()
     paths = Paths({str(work): "<WORK>", str(shared): "<SHARED>", str(args.repo.resolve()): "<REPO>"})
-    commands, timings = [], {}
-    if not args.no_run:
-        prepare_workdir(work)
-        commands, timings = run_chain(args, work, shared)
+    args.cc100 = args.cc100 or default_cc100(args.repo)
+    run = read_run(work) if args.no_run else record_run(args, work, shared, paths)
     start = time.monotonic()
     artifacts = {}
     for name in OUTPUTS:
         if (work / name).is_dir():
             artifacts.update(digest_tree(work / name, name, paths))
-    timings["digest"] = round(time.monotonic() - start, 1)
-    for c in commands:
-        c["command"] = [paths.text(part) for part in c["command"]]
-    return {"format": DIGEST_FORMAT, "repo_commit": git_commit(args.repo), "repo": str(args.repo),
-            "workdir": str(work), "shared_data": str(shared), "cc100": args.cc100, "threads": args.threads,
-            "commands": commands, "seconds": timings, "excluded": EXCLUDED, "artifacts": artifacts}
+    run["seconds"]["digest"] = round(time.monotonic() - start, 1)
+    return {"format": DIGEST_FORMAT, **run, "workdir": str(work), "shared_data": str(shared),
+            "excluded": EXCLUDED, "artifacts": artifacts}
 
 
 # -- comparing two digests ----------------------------------------------------------------------
@@ -569,9 +599,9 @@ def parse_args(argv: list[str] | None):
                    help="the shared samples ($CC100_SHARED_DATA, default ../shared/data)")
     p.add_argument("--repo", type=Path, default=REPO_ROOT,
                    help="the checkout whose code runs (PYTHONPATH and working directory; default: this one)")
-    p.add_argument("--cc100", default=f"{sys.executable} -m train.cli",
-                   help="the command prefix of `cc100` (default: %(default)s); e.g. 'cc100' or "
-                        "'python -m cc100' once the dispatcher moves")
+    p.add_argument("--cc100", help="the command prefix of `cc100` (default: this Python with `-m cc100` "
+                                   "where --repo has cc100/__main__.py, else `-m train.cli`, the older "
+                                   "home of the dispatcher); e.g. '.venv/bin/cc100'")
     p.add_argument("--langs", default=DEFAULT_LANGS, help="languages of `cc100 lm` (default %(default)s)")
     p.add_argument("--steps", type=int, default=60, help="pretraining steps (default %(default)s)")
     p.add_argument("--threads", type=int, default=1,

@@ -30,12 +30,14 @@ ROWS = [
 ]
 
 
-def test_canonical_json_drops_timings_at_any_depth_and_replaces_paths_longest_first():
+def test_canonical_json_drops_timings_and_sizes_at_any_depth_and_replaces_paths_longest_first():
     paths = Paths({"/w": "<WORK>", "/w/shared": "<SHARED>"})
     record = {"seconds": 1.5, "tokens": 3, "files": [{"path": "/w/shared/x.gz", "seconds": 0.2}],
-              "summary": {"peak_rss_mib": 180.0, "output": "/w/vocab", "elapsed_s": 9}}
+              "summary": {"peak_rss_mib": 180.0, "output": "/w/vocab", "elapsed_s": 9},
+              "parts": [{"bytes": 31723}], "source_bytes": 31711}  # Parquet sizes follow the footer's paths
     assert canonical_json(record, paths) == {
-        "tokens": 3, "files": [{"path": "<SHARED>/x.gz"}], "summary": {"output": "<WORK>/vocab"}}
+        "tokens": 3, "files": [{"path": "<SHARED>/x.gz"}], "summary": {"output": "<WORK>/vocab"},
+        "parts": [{}]}
 
 
 def digest_corpus(work, rows):
