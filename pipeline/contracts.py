@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -273,6 +274,195 @@ def remove_tree_no_follow(path: str | os.PathLike) -> None:
         os.unlink(path)
         return
     shutil.rmtree(path)
+
+
+# -- completion: a stage says "up to date" (like make) ------------------------------------------
+#
+# At the end of a successful run a stage writes META_DIR/COMPLETE_FILE: its config (the settings
+# that decide the output) and a fingerprint of each input. A later run with the same config and
+# inputs finds nothing to do: `out_of_date` returns None and the stage prints UP_TO_DATE, exit 0.
+# The fingerprint of an upstream cc100 output is the hash of its own completion record, a chain:
+# a rebuilt corpus makes vocab, tokenize, pretrain... out of date without rehashing gigabytes.
+
+COMPLETE_FILE = "complete.json"  # {"stage", "format_version", "config": {...}, "inputs": {...}}
+FORCE_FLAG = "--force"  # every stage: rebuild even an up-to-date output
+UP_TO_DATE = "cc100 {stage}: up to date ({output})"
+NOT_UP_TO_DATE = "cc100 {stage}: not up to date ({reason})"
+FORCED = "cc100 {stage}: " + FORCE_FLAG + " given: running whether up to date or not"
+
+
+def complete_path(directory: str | os.PathLike) -> str:
+    return os.path.join(os.fspath(directory), META_DIR, COMPLETE_FILE)
+
+
+def _canonical(value):
+    """A config value as JSON would give it back (tuples as lists, paths as strings)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=os.fspath))
+
+
+def completion_record(stage: str, config: dict, inputs: dict) -> dict:
+    """What `mark_complete` writes: the stage, its config and its inputs' fingerprints."""
+    _check_stage(stage)
+    return {"stage": stage, "format_version": STAGE_FORMATS[stage],
+            "config": _canonical(config), "inputs": _canonical(inputs)}
+
+
+def completion_bytes(record: dict) -> bytes:
+    return (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `path` whole or not at all (a temporary file in the same directory, renamed)."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def mark_complete(directory: str | os.PathLike, stage: str, config: dict, inputs: dict) -> dict:
+    """Record, last, that `directory` holds a complete run of `stage` with this config and these
+    inputs (atomically: a crash leaves the previous record or none)."""
+    record = completion_record(stage, config, inputs)
+    os.makedirs(os.path.join(os.fspath(directory), META_DIR), exist_ok=True)
+    atomic_write_bytes(complete_path(directory), completion_bytes(record))
+    return record
+
+
+def read_completion(directory: str | os.PathLike) -> dict | None:
+    """The completion record of a local output, or None (none, unreadable, not a record)."""
+    try:
+        with open(complete_path(directory), "rb") as f:
+            record = json.loads(f.read())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("stage"), str) else None
+
+
+def clear_completion(directory: str | os.PathLike) -> None:
+    """Forget that `directory` was complete (a stage about to rewrite it in place)."""
+    try:
+        os.unlink(complete_path(directory))
+    except FileNotFoundError:
+        pass
+
+
+def _sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stat_fingerprint(paths: Iterable[str | os.PathLike]) -> str:
+    """`stat:` + a hash of each file's path, size and mtime (big raw inputs: WET files)."""
+    h = hashlib.sha256()
+    for path in sorted(os.fspath(p) for p in paths):
+        st = os.stat(path)
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return "stat:" + h.hexdigest()
+
+
+def content_fingerprint(path: str | os.PathLike) -> str:
+    """`sha256:` + the file's content hash (small raw inputs: reference texts)."""
+    return "sha256:" + _sha256_file(path)
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """What an input is, cheaply: a cc100 output with a completion record -> `record:` + the
+    hash of that record (the chain); a file -> its content hash; another directory -> stat of
+    every file in it; a missing path -> `missing`."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        if os.path.isfile(complete_path(path)):
+            return "record:" + _sha256_file(complete_path(path))
+        files = [os.path.join(d, name) for d, _, names in os.walk(path) for name in names]
+        return stat_fingerprint(files)
+    if os.path.isfile(path):
+        return content_fingerprint(path)
+    return "missing"
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"data": {"seed": 0}} -> {"data.seed": 0}, so a change names the nested setting."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def describe_changes(recorded: dict, current: dict, what: str) -> list[str]:
+    """`config vocab_size: 1000 -> 2000`, `input corpus changed`: one item per differing key."""
+    if what == "config":
+        recorded, current = _flat(recorded), _flat(current)
+    items = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key), current.get(key)
+        if old == new:
+            continue
+        if what == "config":
+            items.append(f"config {key}: {json.dumps(old)} -> {json.dumps(new)}")
+        else:
+            items.append(f"input {key} " + ("is new" if key not in recorded else
+                                            "is gone" if key not in current else "changed"))
+    return items
+
+
+def out_of_date(directory: str | os.PathLike, stage: str, config: dict, inputs: dict) -> str | None:
+    """None when `directory` holds a complete run of `stage` with this config and these inputs
+    (up to date: nothing to do); otherwise why not, in a few words naming what changed."""
+    record = read_completion(directory)
+    if record is None:
+        return "no completion record" if os.path.isdir(directory) else "no output yet"
+    if record.get("stage") != stage:
+        return f"completion record of cc100 {record.get('stage')}"
+    current = completion_record(stage, config, inputs)
+    changes = (describe_changes(record.get("config") or {}, current["config"], "config")
+               + describe_changes(record.get("inputs") or {}, current["inputs"], "inputs"))
+    if record.get("format_version") != current["format_version"]:
+        changes.insert(0, f"format_version {record.get('format_version')} -> {current['format_version']}")
+    return "; ".join(changes) or None
+
+
+def decisive(config: dict, exclude: Iterable[str]) -> dict:
+    """`config` without the settings that do not change a stage's output (workers, paths of the
+    output, verbosity...): keys named in `exclude` are dropped at any depth of a nested config."""
+    exclude = set(exclude)
+    return {key: decisive(value, exclude) if isinstance(value, dict) else value
+            for key, value in config.items() if key not in exclude}
+
+
+def skip_if_up_to_date(directory: str | os.PathLike, stage: str, config: dict, inputs: dict,
+                       force: bool = False, log=print) -> bool:
+    """The one check every stage makes before its work: True (and UP_TO_DATE logged) when
+    `directory` is up to date, so the stage has nothing to do and exits 0. False otherwise,
+    after logging why an existing output is not up to date (or that `force` asked for a run)."""
+    if force:
+        log(FORCED.format(stage=stage))
+        return False
+    reason = out_of_date(directory, stage, config, inputs)
+    if reason is None:
+        log(UP_TO_DATE.format(stage=stage, output=os.fspath(directory)))
+        return True
+    if (read_marker(directory) or {}).get("stage") == stage:  # an earlier output of this stage
+        log(NOT_UP_TO_DATE.format(stage=stage, reason=reason))
+    return False
+
+
+def pop_force(argv: list[str] | None) -> tuple[bool, list[str] | None]:
+    """(whether FORCE_FLAG was given, argv without it): every stage's main takes `--force`."""
+    if argv is None:
+        argv = sys.argv[1:]
+    rest = [a for a in argv if a != FORCE_FLAG]
+    return len(rest) != len(argv), rest
 
 
 # -- failures: one line that says what and where ------------------------------------------------
