@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline.contracts import (OwnershipError, check_claimable, claim, read_marker, undecodable_name,
-                                write_marker)
+from pipeline.contracts import (OwnershipError, check_claimable, claim, clear_completion, fingerprint,
+                                mark_complete, read_marker, undecodable_name, write_marker)
 from train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state,
                               save_checkpoint, set_rng_state)
-from train.config import TrainConfig, resume_mismatches
+from train.config import RESUME_KEYS, TrainConfig, lookup, resume_mismatches
 from train.data import IGNORE_INDEX, MLMStream, Prefetcher, validation_sets
 from train.shards import ShardError, file_sha256, load_manifest
 
@@ -76,6 +76,14 @@ def flops_per_token(cfg, seq_len: int, mask_prob: float) -> float:
     head = 6 * cfg.hidden_size * (cfg.hidden_size + cfg.vocab_size) * mask_prob
     return 6 * n + attn + head
 
+
+
+def completion(cfg: TrainConfig) -> tuple[dict, dict]:
+    """(config, inputs) of a finished run: the settings that change the loss curve (those a
+    resume must share) and the shards and vocabulary it read (their completion records)."""
+    settings = cfg.to_dict()
+    config = {key: lookup(settings, key) for key in RESUME_KEYS}
+    return config, {"shards": fingerprint(cfg.data.shards), "vocab": fingerprint(cfg.data.vocab)}
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, log=print):
@@ -202,6 +210,7 @@ class Trainer:
 
         if self.rank == 0:
             claim(self.run_dir, STAGE)
+            clear_completion(self.run_dir)  # complete again once it reaches its steps
             self._open_log()
         per_rank = dcfg.global_batch // self.world_size
         self.accum = math.ceil(per_rank / cfg.micro_batch)
@@ -424,6 +433,7 @@ class Trainer:
                 write_marker(hf, "export")
             save_pretrained(self.raw_model, hf, vocab_file=self.vocab_file,
                             train_languages=self.train_languages())
+            mark_complete(self.run_dir, STAGE, *completion(cfg))  # reached its steps
         elapsed = time.time() - t_start
         summary = {"steps": self.step, "trained_steps": self.step - start_step,
                    "tokens": (self.step - start_step) * tokens_per_step, "seconds": elapsed,
