@@ -373,16 +373,26 @@ def content_fingerprint(path: str | os.PathLike) -> str:
     return "sha256:" + _sha256_file(path)
 
 
+def own_files(directory: str) -> list[str]:
+    """The files of a directory, without its META_DIR and without nested cc100 outputs (a run's
+    hf/ and eval/ are outputs of their own, and must not change what the run is)."""
+    files = []
+    for d, subdirs, names in os.walk(directory):
+        subdirs[:] = [s for s in subdirs if s != META_DIR
+                      and not os.path.isfile(marker_path(os.path.join(d, s)))]
+        files += [os.path.join(d, name) for name in names]
+    return files
+
+
 def fingerprint(path: str | os.PathLike) -> str:
     """What an input is, cheaply: a cc100 output with a completion record -> `record:` + the
     hash of that record (the chain); a file -> its content hash; another directory -> stat of
-    every file in it; a missing path -> `missing`."""
+    its own files (`own_files`); a missing path -> `missing`."""
     path = os.fspath(path)
     if os.path.isdir(path):
         if os.path.isfile(complete_path(path)):
             return "record:" + _sha256_file(complete_path(path))
-        files = [os.path.join(d, name) for d, _, names in os.walk(path) for name in names]
-        return stat_fingerprint(files)
+        return stat_fingerprint(own_files(path))
     if os.path.isfile(path):
         return content_fingerprint(path)
     return "missing"
