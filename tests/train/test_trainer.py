@@ -253,7 +253,7 @@ def test_a_finished_run_is_up_to_date_and_touches_nothing(world, reference, tmp_
     other settings or rebuilt shards are not (pipeline/contracts.py completion records)."""
     from pipeline.contracts import mark_complete, out_of_date
     from tests.uptodate import assert_up_to_date, tree_state
-    from train.main import parse_args
+    from train.pretrain import parse_args
     from train.trainer import completion
 
     before = tree_state(reference)
