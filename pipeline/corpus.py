@@ -15,6 +15,7 @@ the run exits 1, and the work directory keeps every finished segment for the re-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,12 +35,18 @@ from pipeline.contracts import (  # noqa: E402
     DATASET_CARD,
     FILES_REPORT,
     STATS_FILE,
+    decisive,
     describe_os_error,
     find_meta,
     find_os_error,
+    mark_complete,
     meta_path,
+    pop_force,
+    skip_if_up_to_date,
+    stat_fingerprint,
     undecodable_name,
 )
+from pipeline.contracts import fingerprint as input_fingerprint  # noqa: E402
 from pipeline.dedup.paragraphs import DedupParagraphs  # noqa: E402
 from pipeline.readers.download import DownloadError, redact_url  # noqa: E402
 from pipeline.writers.parquet import (  # noqa: E402
@@ -232,13 +239,48 @@ def remove_leftovers(config: CorpusConfig, work_dir: str) -> None:
         clear_work_dir(work_dir)
 
 
+# settings that do not change what a corpus run writes: where and how it runs, how hard it
+# tries to download (the inputs are fingerprinted instead of their paths)
+RUN_ONLY = ("output", "workers", "overwrite", "lid_model", "lm_dir", "cutoffs", "download_cache",
+            "max_downloads", "max_attempts", "download_backoff", "download_deadline", "max_retry_after",
+            "work_dir", "keep_work", "runner", "beam_args")
+
+
+def completion(config: CorpusConfig, files: list[str]) -> tuple[dict, dict] | None:
+    """(config, inputs) that decide a corpus run (pipeline/contracts.py): the settings, the WET
+    files by path, size and time, the LM directory, LID model and cutoffs; None when the output
+    or an input is not local (no completion records on object stores)."""
+    models = {"lm": config.lm_dir, "lid_model": config.lid_model, "cutoffs": config.cutoffs}
+    if any("://" in path for path in [config.output, *files, *filter(None, models.values())]):
+        return None
+    inputs = {name: input_fingerprint(path) for name, path in models.items() if path}
+    if files:
+        inputs["wet"] = stat_fingerprint(files)
+    return decisive(config.to_dict(), RUN_ONLY), inputs
+
+
+def up_to_date(config: CorpusConfig, force: bool) -> bool:
+    """The corpus run's one up-to-date check, first in its preflight: True when OUTPUT holds a
+    finished run of the same settings and inputs (the caller exits 0, touching nothing)."""
+    try:
+        files = [] if config.snapshot else match_inputs(config.inputs)
+    except CorpusIOError:
+        return False  # the preflight reports it
+    decided = completion(config, files)
+    return decided is not None and skip_if_up_to_date(config.output, "corpus", *decided, force=force)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    force, argv = pop_force(list(sys.argv[1:] if argv is None else argv))
     try:
         config, args = parse_args(argv)
     except SystemExit as e:  # argparse printed usage or help
         return int(e.code or 0)
     _setup_logging(args.verbose)
+    if up_to_date(config, force):
+        return 0
+    if force:  # --force replaces a finished run, up to date or not
+        config = dataclasses.replace(config, overwrite=True)
     work_dir = config.work
     fingerprint = work_fingerprint(config.min_len, config.max_record_bytes)
     work_state = None
@@ -319,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         stats["committed"] = committed
         if committed:
             write_text(FileSystems.join(staging, DATASET_CARD), render_card(stats))
-            write_json(meta_path(staging, STATS_FILE), stats)  # last: marks the run finished
+            write_json(meta_path(staging, STATS_FILE), stats)  # marks the run finished
+            if (decided := completion(config, files)) is not None:
+                mark_complete(staging, "corpus", *decided)  # what a later run compares with
             commit_output(staging, config.output, config.overwrite)
         else:  # nothing is committed; the spools of the finished segments stay for the re-run
             write_json(FileSystems.join(work_dir, FAILED_RUN_STATS), stats)
