@@ -119,7 +119,8 @@ def test_layout_schema_metadata_and_stats(job):
     root, _ = job
     out = root / "w1"
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["README.md"]  # the dataset card
-    assert sorted(p.name for p in (out / ".cc100").iterdir()) == ["cutoffs.csv", "files.jsonl", "stage.json", "stats.json"]
+    assert sorted(p.name for p in (out / ".cc100").iterdir()) == ["complete.json", "cutoffs.csv", "files.jsonl",
+                                                                   "stage.json", "stats.json"]
     assert json.loads((out / ".cc100" / "stage.json").read_text()) == {"stage": "corpus", "format_version": 1}
     languages = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(languages) > 20 and "en" in languages and "und" not in languages
