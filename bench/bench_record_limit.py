@@ -52,7 +52,7 @@ def large_page(reference: Path, size: int) -> bytes:
 
 def write_large_record(path: Path, reference: Path, size: int) -> None:
     """One gzip member holding one conversion record, as Common Crawl writes them."""
-    from pipeline.demo import block_digest
+    from pipeline.writers.wet import block_digest
 
     body = large_page(reference, size)
     head = ("WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: http://large.example/page\r\n"

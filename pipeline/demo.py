@@ -29,10 +29,7 @@ Deterministic: the same seed gives the same bytes (gzip with mtime 0, seeded rec
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
-import gzip
-import hashlib
 import importlib.resources
 import json
 import os
@@ -40,12 +37,12 @@ import random
 import re
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.contracts import META_DIR, REPORT_DIR, STATS_FILE, OwnershipError, claim, find_meta, meta_path
+from pipeline.writers import wet
 
 DATA_PACKAGE = "pipeline"
 DATA_DIR = "demo_data"
@@ -80,7 +77,7 @@ CRAWL = "CC-MAIN-DEMO"
 CRAWL_START = dt.datetime(2024, 5, 17, 0, 0, 0, tzinfo=dt.timezone.utc)
 CRAWL_SECONDS = 3 * 24 * 3600
 WET_FILES = ("demo-00000.warc.wet.gz", "demo-00001.warc.wet.gz")
-LAYOUTS = ("2019", "2024")  # header layout of each WET file, in order
+LAYOUTS = wet.LAYOUTS  # header layout of each WET file, in order
 MAX_JACCARD_TRIES = 40  # candidate sentence sets per article (keeps articles distinct)
 
 
@@ -559,19 +556,6 @@ def compose_pages(bundle: Bundle, seed: int = 0) -> list[Page]:
 # -- WET records -----------------------------------------------------------------------------
 
 
-def block_digest(payload: bytes) -> str:
-    return "sha1:" + base64.b32encode(hashlib.sha1(payload).digest()).decode("ascii")
-
-
-def record_id(rng: random.Random) -> str:
-    return f"<urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}>"
-
-
-def warc_record(headers: list[tuple[str, str]], payload: bytes) -> bytes:
-    head = "WARC/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
-    return head.encode("utf-8") + payload + b"\r\n\r\n"
-
-
 def warcinfo_record(filename: str, layout: str, rng: random.Random) -> bytes:
     date = CRAWL_START.strftime("%Y-%m-%dT%H:%M:%SZ")
     fields = [
@@ -583,51 +567,19 @@ def warcinfo_record(filename: str, layout: str, rng: random.Random) -> bytes:
         ("description", "Synthetic multilingual pages written for the cc100 repository"),
         ("publisher", "cc100"),
     ]
-    payload = "".join(f"{k}: {v}\r\n" for k, v in fields).encode("utf-8")
-    headers = [
-        ("WARC-Type", "warcinfo"),
-        ("WARC-Date", date),
-        ("WARC-Filename", filename),
-        ("WARC-Record-ID", record_id(rng)),
-        ("Content-Type", "application/warc-fields"),
-        ("Content-Length", str(len(payload))),
-    ]
-    if layout == "2024":
-        headers.append(("WARC-Block-Digest", block_digest(payload)))
-    return warc_record(headers, payload)
+    return wet.warcinfo_record(filename, date, wet.record_id(rng), fields, layout)
 
 
 def conversion_record(page: Page, layout: str, rng: random.Random) -> bytes:
-    payload = page.text.encode("utf-8")
-    digest = block_digest(payload)
-    headers = [
-        ("WARC-Type", "conversion"),
-        ("WARC-Target-URI", page.url),
-        ("WARC-Date", page.date),
-        ("WARC-Record-ID", record_id(rng)),
-        ("WARC-Refers-To", record_id(rng)),
-        ("WARC-Block-Digest", digest),
-    ]
-    if layout == "2024":
-        langs = [ISO639_3[x] for x in page.lang.split("+") if x in ISO639_3]
-        if langs:
-            headers.append(("WARC-Identified-Content-Language", ",".join(langs)))
-        headers += [
-            ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(payload))),
-            ("WARC-Payload-Digest", digest),
-        ]
-    else:
-        headers += [("Content-Type", "text/plain"), ("Content-Length", str(len(payload)))]
-    return warc_record(headers, payload)
+    record, refers_to = wet.record_id(rng), wet.record_id(rng)
+    languages = [ISO639_3[x] for x in page.lang.split("+") if x in ISO639_3]
+    return wet.conversion_record(page.url, page.date, record, refers_to, page.text, layout, languages)
 
 
 def wet_bytes(filename: str, layout: str, pages: list[Page], rng: random.Random) -> bytes:
-    """One gzip member per record, as Common Crawl writes WET files."""
-    members = [gzip.compress(warcinfo_record(filename, layout, rng), compresslevel=9, mtime=0)]
-    for page in pages:
-        members.append(gzip.compress(conversion_record(page, layout, rng), compresslevel=9, mtime=0))
-    return b"".join(members)
+    """The warcinfo record, then one conversion record per page (pipeline/writers/wet.py)."""
+    records = [warcinfo_record(filename, layout, rng)] + [conversion_record(p, layout, rng) for p in pages]
+    return wet.wet_bytes(records)
 
 
 # -- the whole demo input --------------------------------------------------------------------
