@@ -31,6 +31,10 @@ The corpus stage's OUTPUT is a dataset (README "The corpus as a dataset"):
 
 Outputs of cc100 before the metadata moved kept STATS_FILE, FILES_REPORT and CUTOFFS_FILE at
 the root: `find_meta` still finds them there (LEGACY_NOTE says so once per process).
+
+Also here, for every command and the DAGs alike: the model presets (MODEL_PRESETS) and the
+parsers of what a user types (`validate_snapshot`, `parse_segments`, `format_segments`,
+`parse_languages`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterable
@@ -273,6 +278,79 @@ def remove_tree_no_follow(path: str | os.PathLike) -> None:
         os.unlink(path)
         return
     shutil.rmtree(path)
+
+
+# -- model presets (cc100 pretrain --config) ----------------------------------------------------
+
+# name -> the encoder's size (model/xlmr.py XLMRConfig fields) and the training defaults of that
+# size (train/config.py; any of them can be overridden on the command line). base/large are
+# XLM-R's (Conneau et al. 2020) with RoBERTa's learning rates; tiny trains on a CPU in seconds.
+MODEL_PRESETS: dict[str, dict[str, dict]] = {
+    "tiny": {"model": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
+             "train": dict(max_len=128, batch_tokens=16 * 128, lr=1e-3, micro_batch=16)},
+    "small": {"model": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+              "train": dict(max_len=512, batch_tokens=256 * 512, lr=6e-4, micro_batch=32)},
+    "base": {"model": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+             "train": dict(max_len=512, batch_tokens=8192 * 512, lr=6e-4, micro_batch=32)},
+    "large": {"model": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+              "train": dict(max_len=512, batch_tokens=8192 * 512, lr=4e-4, micro_batch=16)},
+}
+
+
+# -- shared parsers: what a user types for snapshots, segments and lists ------------------------
+
+SNAPSHOT_RE = re.compile(r"^CC-MAIN-(\d{4})-(\d{2})$")
+
+
+def validate_snapshot(name: str) -> str:
+    """Return `name` if it looks like CC-MAIN-YYYY-WW (a weekly crawl id), else ValueError."""
+    match = SNAPSHOT_RE.match(name.strip()) if isinstance(name, str) else None
+    if not match or not 2013 <= int(match[1]) <= 2100 or not 1 <= int(match[2]) <= 53:
+        raise ValueError(f"invalid snapshot name {name!r}: expected CC-MAIN-YYYY-WW "
+                         "(year 2013 or later, week 01-53), e.g. CC-MAIN-2019-30")
+    return name.strip()
+
+
+def parse_segments(spec: str) -> list[int]:
+    """'0-99' or '3,5,10-12' -> sorted unique indices; 'all' -> [] meaning every segment."""
+    text = spec.strip()
+    if text.lower() in ("all", "*"):
+        return []
+    indices: set[int] = set()
+    for token in text.split(","):
+        token = token.strip()
+        first, dash, last = token.partition("-")
+        if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
+            raise ValueError(f"invalid --segments {spec!r}: bad item {token!r} (expected N, "
+                             "N-M or a comma-separated list, e.g. '0-99' or '3,5,10-12')")
+        lo, hi = int(first), int(last) if dash else int(first)
+        if hi < lo:
+            raise ValueError(f"invalid --segments {spec!r}: range {token!r} ends before it starts")
+        indices.update(range(lo, hi + 1))
+    return sorted(indices)
+
+
+def format_segments(indices: Iterable[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8' (the inverse of parse_segments)."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def parse_comma_list(text: str | None) -> tuple[str, ...]:
+    """'en,fr, de,,en' -> ('en', 'fr', 'de'): stripped, empty items and repeats dropped; None -> ()."""
+    if not text:
+        return ()
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def parse_languages(text: str | None) -> tuple[str, ...]:
+    """`--langs en,fr, de` -> ("en", "fr", "de"); empty or None -> () (every language)."""
+    return parse_comma_list(text)
 
 
 # -- failures: one line that says what and where ------------------------------------------------
