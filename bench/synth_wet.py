@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from pipeline.contracts import atomic_path
 from pipeline.writers import wet
 
 # Shares of documents (%) in a 2019 Common Crawl snapshot, roughly (commoncrawl.github.io
@@ -330,12 +331,11 @@ def synthesize(output: str | os.PathLike, config: SynthConfig, data_dir: str | o
     plan, sites = plan_documents(config, pools, rng)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    manifest_tmp = output.with_name(output.name + ".manifest.tsv.tmp")
     pages: dict[str, list[tuple[str, str]]] = {}  # lang -> (url, text) of earlier pages
     langs, kinds = Counter(), Counter()
     text_bytes = 0
-    with open(tmp, "wb") as out, open(manifest_tmp, "w", encoding="utf-8") as manifest:
+    with atomic_path(output) as tmp, atomic_path(manifest_path(output)) as manifest_tmp, \
+            open(tmp, "wb") as out, open(manifest_tmp, "w", encoding="utf-8") as manifest:
         out.write(gzip_member(warcinfo_record(rng, output.name, config.snapshot)))
         manifest.write("index\turl\tlanguage\tsite\tkind\n")
         for i, (lang, site_index, kind) in enumerate(plan):
@@ -362,8 +362,6 @@ def synthesize(output: str | os.PathLike, config: SynthConfig, data_dir: str | o
             kinds[kind] += 1
             if progress and (i + 1) % 10_000 == 0:
                 progress(f"  {i + 1}/{len(plan)} documents")
-    os.replace(tmp, output)
-    os.replace(manifest_tmp, manifest_path(output))
     return SynthSummary(
         path=str(output), docs=len(plan), bytes_compressed=output.stat().st_size, bytes_text=text_bytes,
         languages=dict(langs.most_common()), kinds=dict(sorted(kinds.items())), sites=len(sites),

@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from model.hf import VOCAB_NAME, save_state_pretrained
-from pipeline.contracts import OwnershipError, check_claimable, claim, describe_os_error
+from pipeline.contracts import CHECKPOINT, OwnershipError, check_claimable, claim, describe_os_error
 from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
 
 # looked for, in order, when --checkpoint is a directory
-CHECKPOINT_NAMES = ("checkpoint.pt", "latest.pt", "ckpt.pt", "latest")
+CHECKPOINT_NAMES = (CHECKPOINT, "latest.pt", "ckpt.pt", "latest")
 STAGE = "export"  # the stage name in OUTPUT/.cc100/stage.json
 
 

@@ -32,16 +32,16 @@ import argparse
 import datetime as dt
 import importlib.resources
 import json
-import os
 import random
 import re
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.contracts import META_DIR, REPORT_DIR, STATS_FILE, OwnershipError, claim, find_meta, meta_path
+from pipeline.contracts import (CHECKPOINT, DEMO_REFERENCE_DIR, DEMO_TRUTH, DEMO_WET_DIR, META_DIR, REPORT_DIR,
+                                REPORT_INDEX, RUN_EXPORT_DIR, SHARDS_MANIFEST, STATS_FILE, TRAINING_LOG, VOCAB_MODEL,
+                                OwnershipError, atomic_write_bytes, claim, find_meta, lm_languages, meta_path)
 from pipeline.writers import wet
 
 DATA_PACKAGE = "pipeline"
@@ -615,15 +615,7 @@ def truth_entries(split: list[tuple[str, list[Page]]]) -> list[dict]:
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def generate(output: Path, seed: int = 0) -> Summary:
@@ -636,10 +628,10 @@ def generate(output: Path, seed: int = 0) -> Summary:
     sizes = {}
     for (filename, part), layout in zip(split, LAYOUTS):
         data = wet_bytes(filename, layout, part, rng)
-        write_atomic(output / "wet" / filename, data)
+        write_atomic(output / DEMO_WET_DIR / filename, data)
         sizes[filename] = len(data)
     for lang, sentences in bundle.reference.items():
-        write_atomic(output / "reference" / f"{lang}.txt", ("\n".join(sentences) + "\n").encode())
+        write_atomic(output / DEMO_REFERENCE_DIR / f"{lang}.txt", ("\n".join(sentences) + "\n").encode())
     summary = Summary(
         output=str(output),
         wet_files=sizes,
@@ -651,7 +643,7 @@ def generate(output: Path, seed: int = 0) -> Summary:
     counts = {k: v for k, v in asdict(summary).items() if k != "output"}  # same bytes anywhere
     truth = {"seed": seed, "crawl": CRAWL, "layouts": dict(zip(WET_FILES, LAYOUTS)),
              "summary": counts, "pages": truth_entries(split)}
-    write_atomic(output / "truth.json",
+    write_atomic(output / DEMO_TRUTH,
                  (json.dumps(truth, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     return summary
 
@@ -678,11 +670,11 @@ DEMO_LAYOUT = (
     ("input", "input/wet", "WET files + reference text (python -m pipeline.demo)"),
     ("lm", "lm", "SentencePiece + KenLM scoring models (cc100 lm)"),
     ("corpus", "corpus", "per-language Parquet + dataset card (cc100 corpus)"),
-    ("report", f"corpus/{META_DIR}/{REPORT_DIR}/index.html", "corpus report (cc100 report)"),
-    ("vocab", "vocab/sentencepiece.bpe.model", "SentencePiece vocabulary (cc100 vocab)"),
-    ("shards", "shards/manifest.json", "token shards (cc100 tokenize)"),
-    ("run", "run/log.jsonl", "pretraining log + checkpoint.pt (cc100 pretrain)"),
-    ("hf", "run/hf", "Hugging Face XLMRobertaForMaskedLM export"),
+    ("report", f"corpus/{META_DIR}/{REPORT_DIR}/{REPORT_INDEX}", "corpus report (cc100 report)"),
+    ("vocab", f"vocab/{VOCAB_MODEL}", "SentencePiece vocabulary (cc100 vocab)"),
+    ("shards", f"shards/{SHARDS_MANIFEST}", "token shards (cc100 tokenize)"),
+    ("run", f"run/{TRAINING_LOG}", f"pretraining log + {CHECKPOINT} (cc100 pretrain)"),
+    ("hf", f"run/{RUN_EXPORT_DIR}", "Hugging Face XLMRobertaForMaskedLM export"),
 )
 
 
@@ -697,10 +689,10 @@ def _details(name: str, path: Path) -> str:
     """One short fact per artifact, read from the files each stage writes."""
     root = path.parent if name in ("corpus", "input") else path
     if name == "input":
-        truth = _json(root / "truth.json").get("summary", {})
+        truth = _json(root / DEMO_TRUTH).get("summary", {})
         return f"{truth.get('records', '?')} pages in {len(list(path.glob('*.warc.wet.gz')))} files"
     if name == "lm":
-        return f"{len(list(path.glob('*.arpa.bin')))} languages"
+        return f"{len(lm_languages(path))} languages"
     if name == "corpus":
         stats = _json(Path(find_meta(path, STATS_FILE) or meta_path(path, STATS_FILE)))
         docs = stats.get("counters", {}).get("documents_out", "?")

@@ -37,12 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.contracts import OwnershipError, claim
+from pipeline.contracts import EVAL_JSON, EVAL_PLOT, OwnershipError, claim
+from pipeline.contracts import EVAL_MLM_BATCHES as MLM_BATCHES
 
 EVALUATE_STAGE = "evaluate"  # the marker of an evaluation directory
-EVAL_JSON = "eval.json"
-EVAL_PLOT = "eval.png"
-MLM_BATCHES = "mlm_heldout.npz"
 TATOEBA_MAX_LEN = 512  # XTREME's MAXL
 
 # The 36 XTREME Tatoeba languages (LASER codes, ISO 639-3) -> the corpus's LID-176 codes.
