@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.contracts import part_files
 from pipeline.writers.parquet import PARQUET_METADATA_KEY
 from pipeline.corpus import main
 from pipeline.schema import OUTPUT_SCHEMA
@@ -81,7 +82,7 @@ def job_keep_first(job, shared_data):
 
 
 def _parts(out: Path) -> list[Path]:
-    return sorted(out.glob("*/*/part-*.parquet"))
+    return part_files(out)
 
 
 def _rows(out: Path) -> list[dict]:
