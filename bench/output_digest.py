@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.contracts import COMPLETE_FILE, META_DIR
+from pipeline.contracts import COMPLETE_FILE, META_DIR, TRAINING_LOG
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DIGEST_FORMAT = "cc100-output-digest-v1"
@@ -377,7 +377,7 @@ def digest_file(path: Path, paths: Paths) -> dict[str, dict]:
     name = path.name
     if name.endswith(".parquet"):
         return digest_parquet_file(path, paths)
-    if name == "log.jsonl":
+    if name == TRAINING_LOG:
         return digest_training_log(path)
     if name.endswith(".pt"):
         return digest_checkpoint(path, paths)
