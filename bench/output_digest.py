@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.contracts import COMPLETE_FILE, META_DIR, TRAINING_LOG
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DIGEST_FORMAT = "cc100-output-digest-v1"
 MARKER = ".output_digest"  # marks a work directory this script made (and may empty again)
@@ -82,6 +84,9 @@ EXCLUDED = {
                                    "never draws from it (torch's RNG state is compared)",
     "the stages' stdout/stderr": "progress lines and timings; kept in WORK/logs/, not digested",
     "cc100 report": "not run: HTML + PNG, rendered with the time of the run",
+    f"{META_DIR}/{COMPLETE_FILE} (completion records)":
+        "what a stage compares to say 'up to date': fingerprints of its inputs, some by file time "
+        "(WET files, Tatoeba), so they differ on every run; absent before the records existed",
 }
 
 
@@ -372,7 +377,7 @@ def digest_file(path: Path, paths: Paths) -> dict[str, dict]:
     name = path.name
     if name.endswith(".parquet"):
         return digest_parquet_file(path, paths)
-    if name == "log.jsonl":
+    if name == TRAINING_LOG:
         return digest_training_log(path)
     if name.endswith(".pt"):
         return digest_checkpoint(path, paths)
@@ -390,6 +395,8 @@ def digest_file(path: Path, paths: Paths) -> dict[str, dict]:
 def digest_tree(root: Path, prefix: str, paths: Paths) -> dict[str, dict]:
     artifacts = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.name == COMPLETE_FILE and path.parent.name == META_DIR:
+            continue  # see EXCLUDED
         rel = f"{prefix}/{path.relative_to(root).as_posix()}"
         for suffix, art in digest_file(path, paths).items():
             artifacts[rel + suffix] = art

@@ -24,11 +24,13 @@ from pathlib import Path
 import torch
 
 from model.hf import VOCAB_NAME, save_state_pretrained
-from pipeline.contracts import OwnershipError, check_claimable, claim, describe_os_error
+from pipeline.contracts import (CHECKPOINT, OwnershipError, check_claimable, claim, clear_completion,
+                                describe_os_error, fingerprint, mark_complete, pop_force, read_completion,
+                                skip_if_up_to_date, stat_fingerprint)
 from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
 
 # looked for, in order, when --checkpoint is a directory
-CHECKPOINT_NAMES = ("checkpoint.pt", "latest.pt", "ckpt.pt", "latest")
+CHECKPOINT_NAMES = (CHECKPOINT, "latest.pt", "ckpt.pt", "latest")
 STAGE = "export"  # the stage name in OUTPUT/.cc100/stage.json
 
 
@@ -139,7 +141,16 @@ def _size(path: Path) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
+def completion(checkpoint: Path, vocab: str | None) -> tuple[dict, dict]:
+    """(config, inputs) that decide an export: the checkpoint (its run's completion record when
+    the run finished, else the file's size and time) and the --vocab given."""
+    run = checkpoint.parent
+    source = fingerprint(run) if read_completion(run) else stat_fingerprint([checkpoint])
+    return {}, {"checkpoint": source, "vocab": fingerprint(vocab) if vocab else None}
+
+
 def main(argv: list[str] | None = None) -> int:
+    force, argv = pop_force(argv)
     parser = argparse.ArgumentParser(
         prog="cc100 export",
         description="Convert a pretraining checkpoint into a Hugging Face XLMRobertaForMaskedLM directory.")
@@ -155,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = find_checkpoint(Path(args.checkpoint))
         check_claimable(args.output, STAGE)
+        decided = completion(path, args.vocab)
+        if skip_if_up_to_date(args.output, STAGE, *decided, force=force):
+            return 0
         print(f"loading {path}")
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(ckpt, path)
@@ -163,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             check_vocab(vocab, model.config)
         print(f"writing {args.output}")
         claim(args.output, STAGE)
+        clear_completion(args.output)  # rewritten in place: complete again once every file is
         written = save_state_pretrained(model.state_dict(), model.config, args.output, vocab,
                                         ckpt.get("train_languages"))
+        mark_complete(args.output, STAGE, *decided)
     except ExportError as e:
         print(f"cc100 export: {e}", file=sys.stderr)
         return 2

@@ -31,17 +31,28 @@ The corpus stage's OUTPUT is a dataset (README "The corpus as a dataset"):
 
 Outputs of cc100 before the metadata moved kept STATS_FILE, FILES_REPORT and CUTOFFS_FILE at
 the root: `find_meta` still finds them there (LEGACY_NOTE says so once per process).
+
+The other stages' directories (LM_DIR, VOCAB_DIR, SHARDS, RUN_DIR, the Hugging Face export, the
+evaluate and finetune outputs, the demo input, the snapshot DAG's merged view) are named in "the
+other stages' outputs"; STAGE_FILES lists every file name by the stage that writes it, and no
+other module spells one (tests/test_layout_contracts.py). Also here, for every command and the
+DAGs alike: the model presets (MODEL_PRESETS), the parsers of what a user types
+(`validate_snapshot`, `parse_segments`, `format_segments`, `parse_languages`) and the one way
+to write a file atomically (`atomic_path`, `atomic_write_bytes`/`_text`/`_json`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 META_DIR = ".cc100"
@@ -93,6 +104,96 @@ def find_meta(root: str | os.PathLike, name: str, exists=os.path.exists) -> str 
             print("cc100: " + LEGACY_NOTE.format(root=key, meta=META_DIR), file=sys.stderr)
         return legacy_path(root, name)
     return None
+
+
+# -- the other stages' outputs: one section per stage; the stage that writes a name and every
+# -- module that reads it take it from here ---------------------------------------------------
+
+# cc100 corpus, besides the metadata above: the Parquet parts and the staging side file.
+PART_FILE_GLOB = "part-*.parquet"  # in OUTPUT/{language}/{bucket}/
+TOP_LINES_FILE = "top_duplicate_lines.json"  # staging META_DIR only: folded into STATS_FILE
+# Keys of STATS_FILE that other stages read (cc100 report). Every cc100 that wrote STATS_FILE used
+# these names, so there is no fallback to older ones.
+STATS_TOP_LINES = "top_duplicate_lines"  # [[line, count], ...], most frequent first
+STATS_LANG_THRESHOLD = "lang_threshold"  # in stats["config"]: the language-ID score threshold
+
+
+def part_name(shard: int, n: int) -> str:
+    """The file name of Parquet part `shard` of `n` in a {language}/{bucket}/ directory."""
+    return f"part-{shard:05d}-of-{n:05d}.parquet"
+
+
+def partition_glob(language: str = "*", bucket: str = "*") -> str:
+    """The Parquet files of one language (and bucket), relative to OUTPUT (dataset-card configs)."""
+    return f"{language}/{bucket}/*.parquet"
+
+
+# cc100 report: REPORT_DIR/
+REPORT_INDEX = "index.html"
+REPORT_JSON = "report.json"
+
+# cc100 lm: LM_DIR/{lang}.sp.model and LM_DIR/{lang}.arpa.bin (cc_net's layout)
+LM_SP_SUFFIX = ".sp.model"  # SentencePiece model of the language's reference text
+LM_KENLM_SUFFIX = ".arpa.bin"  # KenLM 5-gram, binary
+
+
+def lm_languages(lm_dir: str | os.PathLike) -> list[str]:
+    """The languages with a KenLM model in a local LM_DIR, sorted."""
+    return sorted(p.name[: -len(LM_KENLM_SUFFIX)] for p in Path(lm_dir).glob(f"*{LM_KENLM_SUFFIX}"))
+
+
+# cc100 vocab: VOCAB_DIR/
+VOCAB_MODEL = "sentencepiece.bpe.model"  # the name XLM-R and transformers' XLMRobertaTokenizer use
+VOCAB_SAMPLING = "sampling.json"  # per language: raw_share, sampled_share, sentences, lines
+VOCAB_CONFIG = "vocab_config.json"  # flags and run summary
+
+
+# cc100 tokenize: SHARDS/
+SHARDS_MANIFEST = "manifest.json"  # what pretraining reads first (train/shards.py)
+
+# cc100 pretrain: RUN_DIR/
+CHECKPOINT = "checkpoint.pt"  # the training state bundle (train/checkpoint.py)
+TRAINING_LOG = "log.jsonl"  # one line per logged step (cc100 plot)
+RUN_EXPORT_DIR = "hf"  # RUN_DIR/hf: the Hugging Face export written at the end
+
+# cc100 export (and RUN_DIR/hf): Hugging Face XLMRobertaForMaskedLM files; VOCAB_MODEL too
+HF_CONFIG = "config.json"
+HF_WEIGHTS = "model.safetensors"
+HF_TOKENIZER_CONFIG = "tokenizer_config.json"
+HF_TOKENIZER = "tokenizer.json"  # the fast (Rust) tokenizer
+HF_TRAINING_LANGUAGES = "cc100_training.json"  # the languages the model was trained on
+
+# cc100 evaluate: OUTPUT/
+EVAL_JSON = "eval.json"
+EVAL_PLOT = "eval.png"
+EVAL_MLM_BATCHES = "mlm_heldout.npz"  # the masked held-out sequences (compare models on the same)
+
+# cc100 finetune xnli: OUTPUT/
+FINETUNE_RESULT = "xnli.json"
+
+# python -m pipeline.demo: DIR/
+DEMO_WET_DIR = "wet"
+DEMO_REFERENCE_DIR = "reference"  # {lang}.txt: `cc100 lm --reference`
+DEMO_TRUTH = "truth.json"
+
+# the cc100_snapshot DAG's merged view: symlinks to the ranges' Parquet files, and
+MERGE_RANGES = "ranges.json"  # the ranges merged
+
+# Every name above, by the stage that writes it (tests/test_layout_contracts.py checks that no
+# other module spells one).
+STAGE_FILES: dict[str, tuple[str, ...]] = {
+    "corpus": (STATS_FILE, FILES_REPORT, CUTOFFS_FILE, PART_FILE_GLOB, TOP_LINES_FILE),
+    "report": (REPORT_INDEX, REPORT_JSON),
+    "lm": (LM_SP_SUFFIX, LM_KENLM_SUFFIX),
+    "vocab": (VOCAB_MODEL, VOCAB_SAMPLING, VOCAB_CONFIG),
+    "tokenize": (SHARDS_MANIFEST,),
+    "pretrain": (CHECKPOINT, TRAINING_LOG),
+    "export": (HF_CONFIG, HF_WEIGHTS, HF_TOKENIZER_CONFIG, HF_TOKENIZER, HF_TRAINING_LANGUAGES),
+    "evaluate": (EVAL_JSON, EVAL_PLOT, EVAL_MLM_BATCHES),
+    "finetune": (FINETUNE_RESULT,),
+    "demo-input": (DEMO_TRUTH,),
+    "merge": (MERGE_RANGES,),
+}
 
 
 # -- ownership: the stage markers ---------------------------------------------------------------
@@ -231,15 +332,7 @@ def write_marker(directory: str | os.PathLike, stage: str, **extra) -> None:
     """Write `stage`'s marker into `directory` (created), atomically."""
     meta = os.path.join(os.fspath(directory), META_DIR)
     os.makedirs(meta, exist_ok=True)
-    path = os.path.join(meta, MARKER_FILE)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(marker_bytes(stage, **extra))
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(os.path.join(meta, MARKER_FILE), marker_bytes(stage, **extra))
 
 
 def claim(directory: str | os.PathLike, stage: str, **extra) -> None:
@@ -273,6 +366,310 @@ def remove_tree_no_follow(path: str | os.PathLike) -> None:
         os.unlink(path)
         return
     shutil.rmtree(path)
+
+
+# -- model presets (cc100 pretrain --config) ----------------------------------------------------
+
+# name -> the encoder's size (model/xlmr.py XLMRConfig fields) and the training defaults of that
+# size (train/config.py; any of them can be overridden on the command line). base/large are
+# XLM-R's (Conneau et al. 2020) with RoBERTa's learning rates; tiny trains on a CPU in seconds.
+MODEL_PRESETS: dict[str, dict[str, dict]] = {
+    "tiny": {"model": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
+             "train": dict(max_len=128, batch_tokens=16 * 128, lr=1e-3, micro_batch=16)},
+    "small": {"model": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+              "train": dict(max_len=512, batch_tokens=256 * 512, lr=6e-4, micro_batch=32)},
+    "base": {"model": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+             "train": dict(max_len=512, batch_tokens=8192 * 512, lr=6e-4, micro_batch=32)},
+    "large": {"model": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+              "train": dict(max_len=512, batch_tokens=8192 * 512, lr=4e-4, micro_batch=16)},
+}
+
+
+# -- shared parsers: what a user types for snapshots, segments and lists ------------------------
+
+SNAPSHOT_RE = re.compile(r"^CC-MAIN-(\d{4})-(\d{2})$")
+
+
+def validate_snapshot(name: str) -> str:
+    """Return `name` if it looks like CC-MAIN-YYYY-WW (a weekly crawl id), else ValueError."""
+    match = SNAPSHOT_RE.match(name.strip()) if isinstance(name, str) else None
+    if not match or not 2013 <= int(match[1]) <= 2100 or not 1 <= int(match[2]) <= 53:
+        raise ValueError(f"invalid snapshot name {name!r}: expected CC-MAIN-YYYY-WW "
+                         "(year 2013 or later, week 01-53), e.g. CC-MAIN-2019-30")
+    return name.strip()
+
+
+def parse_segments(spec: str) -> list[int]:
+    """'0-99' or '3,5,10-12' -> sorted unique indices; 'all' -> [] meaning every segment."""
+    text = spec.strip()
+    if text.lower() in ("all", "*"):
+        return []
+    indices: set[int] = set()
+    for token in text.split(","):
+        token = token.strip()
+        first, dash, last = token.partition("-")
+        if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
+            raise ValueError(f"invalid --segments {spec!r}: bad item {token!r} (expected N, "
+                             "N-M or a comma-separated list, e.g. '0-99' or '3,5,10-12')")
+        lo, hi = int(first), int(last) if dash else int(first)
+        if hi < lo:
+            raise ValueError(f"invalid --segments {spec!r}: range {token!r} ends before it starts")
+        indices.update(range(lo, hi + 1))
+    return sorted(indices)
+
+
+def format_segments(indices: Iterable[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8' (the inverse of parse_segments)."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def parse_comma_list(text: str | None) -> tuple[str, ...]:
+    """'en,fr, de,,en' -> ('en', 'fr', 'de'): stripped, empty items and repeats dropped; None -> ()."""
+    if not text:
+        return ()
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def parse_languages(text: str | None) -> tuple[str, ...]:
+    """`--langs en,fr, de` -> ("en", "fr", "de"); empty or None -> () (every language)."""
+    return parse_comma_list(text)
+
+
+# -- atomic writes: a reader sees the old file or the new one, never half of one ----------------
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A hidden temporary name beside `path` (same directory, so a rename replaces it atomically):
+    DIR/.NAME.tmpPID (the writer's pid: train/checkpoint.py clears those of dead writers)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Make the finished temporary file `tmp` durable (fsync) and rename it over `path`."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, tmp: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Write to the yielded temporary path; when the block ends without an error it is fsynced and
+    renamed over `path`; on an error it is removed and `path` is left as it was. `tmp` overrides
+    the temporary name (default `temporary_path`)."""
+    tmp = Path(tmp) if tmp is not None else temporary_path(path)
+    try:
+        yield tmp
+        commit_file(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, tmp: str | os.PathLike | None = None) -> None:
+    """`path` gets `data`, atomically (see atomic_path)."""
+    with atomic_path(path, tmp) as t:
+        t.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: str | os.PathLike, obj, **dumps) -> None:
+    """json.dumps(obj, **dumps) and a newline, UTF-8, atomically."""
+    atomic_write_text(path, json.dumps(obj, **dumps) + "\n")
+
+
+# -- completion: a stage says "up to date" (like make) ------------------------------------------
+#
+# At the end of a successful run a stage writes META_DIR/COMPLETE_FILE: its config (the settings
+# that decide the output) and a fingerprint of each input. A later run with the same config and
+# inputs finds nothing to do: `out_of_date` returns None and the stage prints UP_TO_DATE, exit 0.
+# The fingerprint of an upstream cc100 output is the hash of its own completion record, a chain:
+# a rebuilt corpus makes vocab, tokenize, pretrain... out of date without rehashing gigabytes.
+
+COMPLETE_FILE = "complete.json"  # {"stage", "format_version", "config": {...}, "inputs": {...}}
+FORCE_FLAG = "--force"  # every stage: rebuild even an up-to-date output
+UP_TO_DATE = "cc100 {stage}: up to date ({output})"
+NOT_UP_TO_DATE = "cc100 {stage}: not up to date ({reason})"
+FORCED = "cc100 {stage}: " + FORCE_FLAG + " given: running whether up to date or not"
+
+
+def complete_path(directory: str | os.PathLike) -> str:
+    return os.path.join(os.fspath(directory), META_DIR, COMPLETE_FILE)
+
+
+def _canonical(value):
+    """A config value as JSON would give it back (tuples as lists, paths as strings)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=os.fspath))
+
+
+def completion_record(stage: str, config: dict, inputs: dict) -> dict:
+    """What `mark_complete` writes: the stage, its config and its inputs' fingerprints."""
+    _check_stage(stage)
+    return {"stage": stage, "format_version": STAGE_FORMATS[stage],
+            "config": _canonical(config), "inputs": _canonical(inputs)}
+
+
+def completion_bytes(record: dict) -> bytes:
+    return (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+def mark_complete(directory: str | os.PathLike, stage: str, config: dict, inputs: dict) -> dict:
+    """Record, last, that `directory` holds a complete run of `stage` with this config and these
+    inputs (atomically: a crash leaves the previous record or none)."""
+    record = completion_record(stage, config, inputs)
+    os.makedirs(os.path.join(os.fspath(directory), META_DIR), exist_ok=True)
+    atomic_write_bytes(complete_path(directory), completion_bytes(record))
+    return record
+
+
+def read_completion(directory: str | os.PathLike) -> dict | None:
+    """The completion record of a local output, or None (none, unreadable, not a record)."""
+    try:
+        with open(complete_path(directory), "rb") as f:
+            record = json.loads(f.read())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("stage"), str) else None
+
+
+def clear_completion(directory: str | os.PathLike) -> None:
+    """Forget that `directory` was complete (a stage about to rewrite it in place)."""
+    try:
+        os.unlink(complete_path(directory))
+    except FileNotFoundError:
+        pass
+
+
+def _sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stat_fingerprint(paths: Iterable[str | os.PathLike]) -> str:
+    """`stat:` + a hash of each file's path, size and mtime (big raw inputs: WET files)."""
+    h = hashlib.sha256()
+    for path in sorted(os.fspath(p) for p in paths):
+        st = os.stat(path)
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return "stat:" + h.hexdigest()
+
+
+def content_fingerprint(path: str | os.PathLike) -> str:
+    """`sha256:` + the file's content hash (small raw inputs: reference texts)."""
+    return "sha256:" + _sha256_file(path)
+
+
+def own_files(directory: str) -> list[str]:
+    """The files of a directory, without its META_DIR and without nested cc100 outputs (a run's
+    hf/ and eval/ are outputs of their own, and must not change what the run is)."""
+    files = []
+    for d, subdirs, names in os.walk(directory):
+        subdirs[:] = [s for s in subdirs if s != META_DIR
+                      and not os.path.isfile(marker_path(os.path.join(d, s)))]
+        files += [os.path.join(d, name) for name in names]
+    return files
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """What an input is, cheaply: a cc100 output with a completion record -> `record:` + the
+    hash of that record (the chain); a file -> its content hash; another directory -> stat of
+    its own files (`own_files`); a missing path -> `missing`."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        if os.path.isfile(complete_path(path)):
+            return "record:" + _sha256_file(complete_path(path))
+        return stat_fingerprint(own_files(path))
+    if os.path.isfile(path):
+        return content_fingerprint(path)
+    return "missing"
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"data": {"seed": 0}} -> {"data.seed": 0}, so a change names the nested setting."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def describe_changes(recorded: dict, current: dict, what: str) -> list[str]:
+    """`config vocab_size: 1000 -> 2000`, `input corpus changed`: one item per differing key."""
+    if what == "config":
+        recorded, current = _flat(recorded), _flat(current)
+    items = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key), current.get(key)
+        if old == new:
+            continue
+        if what == "config":
+            items.append(f"config {key}: {json.dumps(old)} -> {json.dumps(new)}")
+        else:
+            items.append(f"input {key} " + ("is new" if key not in recorded else
+                                            "is gone" if key not in current else "changed"))
+    return items
+
+
+def out_of_date(directory: str | os.PathLike, stage: str, config: dict, inputs: dict) -> str | None:
+    """None when `directory` holds a complete run of `stage` with this config and these inputs
+    (up to date: nothing to do); otherwise why not, in a few words naming what changed."""
+    record = read_completion(directory)
+    if record is None:
+        return "no completion record" if os.path.isdir(directory) else "no output yet"
+    if record.get("stage") != stage:
+        return f"completion record of cc100 {record.get('stage')}"
+    current = completion_record(stage, config, inputs)
+    changes = (describe_changes(record.get("config") or {}, current["config"], "config")
+               + describe_changes(record.get("inputs") or {}, current["inputs"], "inputs"))
+    if record.get("format_version") != current["format_version"]:
+        changes.insert(0, f"format_version {record.get('format_version')} -> {current['format_version']}")
+    return "; ".join(changes) or None
+
+
+def decisive(config: dict, exclude: Iterable[str]) -> dict:
+    """`config` without the settings that do not change a stage's output (workers, paths of the
+    output, verbosity...): keys named in `exclude` are dropped at any depth of a nested config."""
+    exclude = set(exclude)
+    return {key: decisive(value, exclude) if isinstance(value, dict) else value
+            for key, value in config.items() if key not in exclude}
+
+
+def skip_if_up_to_date(directory: str | os.PathLike, stage: str, config: dict, inputs: dict,
+                       force: bool = False, log=print) -> bool:
+    """The one check every stage makes before its work: True (and UP_TO_DATE logged) when
+    `directory` is up to date, so the stage has nothing to do and exits 0. False otherwise,
+    after logging why an existing output is not up to date (or that `force` asked for a run)."""
+    if force:
+        log(FORCED.format(stage=stage))
+        return False
+    reason = out_of_date(directory, stage, config, inputs)
+    if reason is None:
+        log(UP_TO_DATE.format(stage=stage, output=os.fspath(directory)))
+        return True
+    if (read_marker(directory) or {}).get("stage") == stage:  # an earlier output of this stage
+        log(NOT_UP_TO_DATE.format(stage=stage, reason=reason))
+    return False
+
+
+def pop_force(argv: list[str] | None) -> tuple[bool, list[str] | None]:
+    """(whether FORCE_FLAG was given, argv without it): every stage's main takes `--force`."""
+    if argv is None:
+        argv = sys.argv[1:]
+    rest = [a for a in argv if a != FORCE_FLAG]
+    return len(rest) != len(argv), rest
 
 
 # -- failures: one line that says what and where ------------------------------------------------

@@ -16,13 +16,14 @@ committed, the run exits 1, and the work directory keeps every finished segment 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
 
 import apache_beam as beam
 
-from pipeline.contracts import describe_os_error, find_os_error
+from pipeline.contracts import describe_os_error, find_os_error, pop_force
 from pipeline.corpus_run import TOP_LINES, CorpusRun, RunFailed, RunRefused, RunReports
 from pipeline.dedup.near import NearDedup
 from pipeline.dedup.paragraphs import DedupParagraphs
@@ -101,15 +102,17 @@ def _error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    force, argv = pop_force(list(sys.argv[1:] if argv is None else argv))
     try:
         config, args = parse_args(argv)
     except SystemExit as e:  # argparse printed usage or help
         return int(e.code or 0)
     _setup_logging(args.verbose)
-    corpus = CorpusRun(config)
+    if force:  # --force replaces a finished run, up to date or not
+        config = dataclasses.replace(config, overwrite=True)
+    corpus = CorpusRun(config, force=force)
     try:
-        if not corpus.preflight():
+        if not corpus.preflight():  # the output is up to date
             return 0
     except RunRefused as e:
         _error(str(e))

@@ -39,10 +39,17 @@ from pipeline.contracts import (
     DATASET_CARD,
     FILES_REPORT,
     STATS_FILE,
+    STATS_TOP_LINES,
+    TOP_LINES_FILE,
+    decisive,
     find_meta,
+    mark_complete,
     meta_path,
+    skip_if_up_to_date,
+    stat_fingerprint,
     undecodable_name,
 )
+from pipeline.contracts import fingerprint as input_fingerprint
 from pipeline.options import LOCAL_RUNNER, CorpusConfig, make_runner, pipeline_options, prepare_worker_package
 from pipeline.quality.buckets import WriteCutoffs, format_language_table, summarize_counters
 from pipeline.quality.perplexity import validate_models
@@ -85,7 +92,11 @@ from pipeline.writers.stats import COUNTER_HELP, counters_from_result, format_su
 LOG = logging.getLogger("cc100.corpus")
 PROGRESS_EVERY_S = float(os.environ.get("CC100_PROGRESS_EVERY_S", "30"))  # log lines, not a tty
 TOP_LINES = 30  # most duplicated paragraphs kept in stats.json
-TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging META_DIR until the commit folds it into stats.json
+# settings that do not change what a corpus run writes: where and how it runs, how hard it
+# tries to download (the inputs are fingerprinted instead of their paths)
+RUN_ONLY = ("output", "workers", "overwrite", "lid_model", "lm_dir", "cutoffs", "download_cache",
+            "max_downloads", "max_attempts", "download_backoff", "download_deadline", "max_retry_after",
+            "work_dir", "keep_work", "runner", "beam_args")
 
 
 class RunRefused(Exception):
@@ -141,8 +152,9 @@ BuildPipeline = Callable[[beam.Pipeline, CorpusConfig, list, str, str], RunRepor
 class CorpusRun:
     """The directories of one `cc100 corpus` run (see the module docstring) and its phases."""
 
-    def __init__(self, config: CorpusConfig):
+    def __init__(self, config: CorpusConfig, force: bool = False):
         self.config = config
+        self.force = force  # --force: run even when the output is up to date
         self.work_dir = config.work
         self.fingerprint = work_fingerprint(config.min_len, config.max_record_bytes)
         self.files: list[str] = []  # the matched --input files (none with --snapshot)
@@ -182,10 +194,15 @@ class CorpusRun:
         return True
 
     def up_to_date(self) -> bool:
-        """True when OUTPUT already holds this run's result (the same inputs and config), so
-        there is nothing to do. Preflight asks first, before it removes, checks or creates
-        anything."""
-        return False  # no check yet: every run rebuilds
+        """True when OUTPUT holds a finished run of the same settings and inputs (its completion
+        record, pipeline/contracts.py), so there is nothing to do. Preflight asks first, before it
+        removes, checks or creates anything."""
+        try:
+            files = [] if self.config.snapshot else match_inputs(self.config.inputs)
+        except CorpusIOError:
+            return False  # the preflight reports it
+        decided = completion(self.config, files)
+        return decided is not None and skip_if_up_to_date(self.config.output, "corpus", *decided, force=self.force)
 
     def remove_leftovers(self) -> None:
         """What killed runs of this stage on this output left (pipeline/utils/leftovers.py): their staging
@@ -249,7 +266,9 @@ class CorpusRun:
         stats, imbalances = self.account(result)
         if stats["committed"]:
             write_text(FileSystems.join(self.staging, DATASET_CARD), render_card(stats))
-            write_json(meta_path(self.staging, STATS_FILE), stats)  # last: marks the run finished
+            write_json(meta_path(self.staging, STATS_FILE), stats)  # marks the run finished
+            if (decided := completion(self.config, self.files)) is not None:
+                mark_complete(self.staging, "corpus", *decided)  # what a later run compares with
             commit_output(self.staging, self.config.output, self.config.overwrite)
         else:  # nothing is committed; the spools of the finished segments stay for the re-run
             write_json(self.failed_run_stats(), stats)
@@ -283,7 +302,7 @@ class CorpusRun:
             "counters": counters,
             "counter_help": {k: v for k, v in COUNTER_HELP.items() if k in counters},
             "languages": summarize_counters(counters),
-            "top_duplicate_lines": self._take_top_lines(),
+            STATS_TOP_LINES: self._take_top_lines(),
             "partitions": partitions(parts),
             "parts": parts,
             "problem_files": [{"path": r["path"], "problems": r["problems"]}
@@ -339,6 +358,19 @@ class CorpusRun:
         """Remove the staging directory (after a failure); the work directory stays for a re-run."""
         if self.staging is not None:
             remove_tree(self.staging)
+
+
+def completion(config: CorpusConfig, files: list[str]) -> tuple[dict, dict] | None:
+    """(config, inputs) that decide a corpus run (pipeline/contracts.py): the settings, the WET
+    files by path, size and time, the LM directory, LID model and cutoffs; None when the output
+    or an input is not local (no completion records on object stores)."""
+    models = {"lm": config.lm_dir, "lid_model": config.lid_model, "cutoffs": config.cutoffs}
+    if any("://" in path for path in [config.output, *files, *filter(None, models.values())]):
+        return None
+    inputs = {name: input_fingerprint(path) for name, path in models.items() if path}
+    if files:
+        inputs["wet"] = stat_fingerprint(files)
+    return decisive(config.to_dict(), RUN_ONLY), inputs
 
 
 def resolve_segments(config: CorpusConfig, work_dir: str, files: list[str]) -> list[Segment]:

@@ -37,12 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.contracts import OwnershipError, claim
+from pipeline.contracts import (EVAL_JSON, EVAL_PLOT, OwnershipError, claim, clear_completion, decisive,
+                                fingerprint, mark_complete, pop_force, skip_if_up_to_date)
+from pipeline.contracts import EVAL_MLM_BATCHES as MLM_BATCHES
 
 EVALUATE_STAGE = "evaluate"  # the marker of an evaluation directory
-EVAL_JSON = "eval.json"
-EVAL_PLOT = "eval.png"
-MLM_BATCHES = "mlm_heldout.npz"
 TATOEBA_MAX_LEN = 512  # XTREME's MAXL
 
 # The 36 XTREME Tatoeba languages (LASER codes, ISO 639-3) -> the corpus's LID-176 codes.
@@ -420,7 +419,16 @@ def run_mlm(subject: Subject, tokenizer, args, output: Path) -> dict:
     return {**s, "shards": str(s["shards"]), "batches": MLM_BATCHES, "languages": scores}
 
 
-def evaluate(args) -> dict:
+def completion(args) -> tuple[dict, dict]:
+    """(config, inputs) that decide an evaluation (not the device or the threads)."""
+    config = decisive(vars(args), ("model", "tatoeba", "shards", "output", "device", "threads", "force"))
+    inputs = {name: fingerprint(path) for name, path in
+              (("model", args.model), ("tatoeba", args.tatoeba), ("shards", args.shards)) if path}
+    return config, inputs
+
+
+def evaluate(args) -> dict | None:
+    """Score the model into its output directory; None when that is already up to date."""
     from train.tokenizer import XLMRTokenizer
 
     t0 = time.time()
@@ -444,8 +452,11 @@ def evaluate(args) -> dict:
     trained = set(subject.training_languages) if subject.training_languages is not None else None
     if not args.tatoeba and not (args.shards or (subject.train_config or {}).get("data", {}).get("shards")):
         raise EvalError("nothing to evaluate: pass --tatoeba DIR and/or --shards DIR")
+    if skip_if_up_to_date(output, EVALUATE_STAGE, *completion(args), force=getattr(args, "force", False)):
+        return None
     try:  # a new, empty or earlier evaluation directory only (pipeline/contracts.py)
         claim(output, EVALUATE_STAGE)
+        clear_completion(output)  # rewritten in place: complete again at the end
     except OwnershipError as e:
         raise EvalError(f"--output {e}") from None
     except OSError as e:
@@ -465,6 +476,7 @@ def evaluate(args) -> dict:
     (output / EVAL_JSON).write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if not args.no_plot:
         plot(result, output / EVAL_PLOT)
+    mark_complete(output, EVALUATE_STAGE, *completion(args))
     result["output"] = str(output)
     return result
 
@@ -557,12 +569,16 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    force, argv = pop_force(argv)
     args = parse_args(argv)
+    args.force = force
     try:
         result = evaluate(args)
     except EvalError as e:
         print(f"cc100 evaluate: error: {e}", file=sys.stderr)
         return 2
+    if result is None:  # up to date
+        return 0
     print(table(result))
     out = Path(result["output"])
     print(f"\nwrote {out / EVAL_JSON}" + ("" if args.no_plot else f", {out / EVAL_PLOT}")

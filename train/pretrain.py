@@ -13,7 +13,9 @@ RUN_DIR receives checkpoint.pt (every --checkpoint-every steps and at the end), 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from pipeline.contracts import describe_os_error, find_os_error
 from train.config import PRESETS, DataConfig, OptimConfig, TrainConfig, default_warmup
@@ -78,14 +80,20 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.checkpoint import CheckpointError
-    from train.trainer import SetupError, Trainer
+    from pipeline.contracts import pop_force, skip_if_up_to_date
+    from train.checkpoint import CHECKPOINT, CheckpointError
+    from train.trainer import STAGE, SetupError, Trainer, completion
 
+    force, argv = pop_force(argv)
     try:
         cfg, resume = parse_args(argv)
     except ValueError as e:
         print(f"cc100 pretrain: error: {e}", file=sys.stderr)
         return 2
+    first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun every rank checks, one says so
+    if (Path(cfg.output) / CHECKPOINT).is_file() and skip_if_up_to_date(
+            cfg.output, STAGE, *completion(cfg), force=force, log=print if first_rank else lambda line: None):
+        return 0
     trainer = Trainer(cfg, resume=resume)
     try:
         trainer.setup()

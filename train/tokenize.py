@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.utils.cliflags import add_deprecated_alias, add_list
-from pipeline.contracts import OwnershipError, claim, part_files
+from pipeline.contracts import (VOCAB_MODEL, OwnershipError, claim, clear_completion, fingerprint, mark_complete,
+                                part_files, pop_force, skip_if_up_to_date)
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
                           file_sha256, write_json_atomic)
 from train.shards import VERSION as SHARDS_VERSION
 
 STAGE = "tokenize"  # the stage name in SHARDS/.cc100/stage.json
-VOCAB_MODEL = "sentencepiece.bpe.model"
 DONE_SUFFIX = ".done.json"
 
 
@@ -162,6 +162,21 @@ def _human(n: float) -> str:
     return f"{n:.1f}P"
 
 
+def completion(corpus: Path, vocab_dir: Path, *, buckets=None, languages=None,
+               valid_fraction: float = 0.01) -> tuple[dict, dict]:
+    """(config, inputs) that decide the shards (workers and batch size do not)."""
+    config = {"buckets": buckets, "languages": languages, "valid_fraction": valid_fraction}
+    return config, {"corpus": fingerprint(corpus), "vocab": fingerprint(vocab_dir)}
+
+
+def has_current_manifest(output: Path) -> bool:
+    """A manifest of this shard format: the shards are complete (an older format is redone)."""
+    try:
+        return json.loads((output / MANIFEST).read_text()).get("version") == SHARDS_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def run(corpus: Path, vocab_dir: Path, output: Path, *, buckets=None, languages=None,
         workers: int = 1, valid_fraction: float = 0.01, batch_size: int = 512) -> int:
     from train.tokenizer import XLMRTokenizer
@@ -192,6 +207,7 @@ def run(corpus: Path, vocab_dir: Path, output: Path, *, buckets=None, languages=
         return 2
     vocab_sha = file_sha256(vocab_file)
     dtype = dtype_for_vocab(tok.vocab_size)
+    clear_completion(output)  # complete again only once the manifest is rewritten
     (output / MANIFEST).unlink(missing_ok=True)  # rewritten only once every part is done
     threads = 1 if workers > 1 else None
     for job in jobs:
@@ -256,6 +272,8 @@ def run(corpus: Path, vocab_dir: Path, output: Path, *, buckets=None, languages=
     manifest = build_manifest(output, parts, dtype=dtype, vocab=vocab, settings=settings)
     manifest["empty_docs"] = sum(p["empty_docs"] for p in parts)
     write_json_atomic(output / MANIFEST, manifest)
+    mark_complete(output, STAGE, *completion(corpus, vocab_dir, buckets=buckets, languages=languages,
+                                              valid_fraction=valid_fraction))
 
     print(f"\n{'lang':<8}{'train docs':>12}{'train tokens':>14}{'valid docs':>12}{'valid tokens':>14}")
     for lang, s in manifest["languages"].items():
@@ -269,6 +287,7 @@ def run(corpus: Path, vocab_dir: Path, output: Path, *, buckets=None, languages=
 
 
 def main(argv: list[str] | None = None) -> int:
+    force, argv = pop_force(argv)
     p = argparse.ArgumentParser(prog="cc100 tokenize", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", required=True, type=Path, help="corpus OUTPUT dir ({lang}/{bucket}/*.parquet)")
     p.add_argument("--vocab", required=True, type=Path, help="VOCAB_DIR with sentencepiece.bpe.model")
@@ -287,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--workers must be >= 1, got {args.workers}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    decided = completion(args.corpus, args.vocab, buckets=args.buckets, languages=args.langs,
+                         valid_fraction=args.valid_fraction)
+    if has_current_manifest(args.output) and skip_if_up_to_date(args.output, STAGE, *decided, force=force):
+        return 0
     return run(args.corpus, args.vocab, args.output, buckets=args.buckets, languages=args.langs,
                workers=args.workers, valid_fraction=args.valid_fraction, batch_size=args.batch_size)
 

@@ -23,16 +23,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline.contracts import (OwnershipError, check_claimable, claim, read_marker, undecodable_name,
+from pipeline.contracts import TRAINING_LOG as LOG
+from pipeline.contracts import (RUN_EXPORT_DIR, VOCAB_MODEL, OwnershipError, atomic_write_text, check_claimable, claim,
+                                clear_completion, fingerprint, mark_complete, read_marker, undecodable_name,
                                 write_marker)
 from train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state,
                               save_checkpoint, set_rng_state)
-from train.config import TrainConfig, resume_mismatches
+from train.config import RESUME_KEYS, TrainConfig, lookup, resume_mismatches
 from train.data import IGNORE_INDEX, MLMStream, Prefetcher, validation_sets
 from train.shards import ShardError, file_sha256, load_manifest
 
-VOCAB_MODEL = "sentencepiece.bpe.model"
-LOG = "log.jsonl"
 # dense bf16 peak FLOP/s by device name (for MFU); unknown devices get no MFU
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
               "A10": 125e12, "V100": 125e12}
@@ -76,6 +76,14 @@ def flops_per_token(cfg, seq_len: int, mask_prob: float) -> float:
     head = 6 * cfg.hidden_size * (cfg.hidden_size + cfg.vocab_size) * mask_prob
     return 6 * n + attn + head
 
+
+
+def completion(cfg: TrainConfig) -> tuple[dict, dict]:
+    """(config, inputs) of a finished run: the settings that change the loss curve (those a
+    resume must share) and the shards and vocabulary it read (their completion records)."""
+    settings = cfg.to_dict()
+    config = {key: lookup(settings, key) for key in RESUME_KEYS}
+    return config, {"shards": fingerprint(cfg.data.shards), "vocab": fingerprint(cfg.data.vocab)}
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, log=print):
@@ -202,6 +210,7 @@ class Trainer:
 
         if self.rank == 0:
             claim(self.run_dir, STAGE)
+            clear_completion(self.run_dir)  # complete again once it reaches its steps
             self._open_log()
         per_rank = dcfg.global_batch // self.world_size
         self.accum = math.ceil(per_rank / cfg.micro_batch)
@@ -265,9 +274,7 @@ class Trainer:
                         keep.append(line)
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut by the kill
-            tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, "".join(k + "\n" for k in keep))
         self._log_file = open(path, "a", encoding="utf-8")
 
     # -- one optimizer step ---------------------------------------------------------------------
@@ -419,11 +426,12 @@ class Trainer:
         if self.rank == 0:
             from model.hf import save_pretrained
 
-            hf = self.run_dir / "hf"
+            hf = self.run_dir / RUN_EXPORT_DIR
             if read_marker(hf) is None:  # an export inside our own run dir: `cc100 export` may rewrite it
                 write_marker(hf, "export")
             save_pretrained(self.raw_model, hf, vocab_file=self.vocab_file,
                             train_languages=self.train_languages())
+            mark_complete(self.run_dir, STAGE, *completion(cfg))  # reached its steps
         elapsed = time.time() - t_start
         summary = {"steps": self.step, "trained_steps": self.step - start_step,
                    "tokens": (self.step - start_step) * tokens_per_step, "seconds": elapsed,
@@ -433,7 +441,7 @@ class Trainer:
         for lang, v in sorted(val_history.items()):
             self.log(f"  val_loss {lang:<6} {v:.4f} (ppl {math.exp(min(v, 50)):.1f})")
         self.log(f"  checkpoint {self.run_dir / CHECKPOINT}\n  log        {self.run_dir / LOG}\n"
-                 f"  hf export  {self.run_dir / 'hf'}")
+                 f"  hf export  {self.run_dir / RUN_EXPORT_DIR}")
         return summary
 
     def _write_log(self, rec: dict) -> None:

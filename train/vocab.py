@@ -37,7 +37,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.utils.cliflags import add_list
-from pipeline.contracts import OwnershipError, check_claimable, claim, describe_os_error
+from pipeline.contracts import VOCAB_CONFIG as CONFIG_NAME
+from pipeline.contracts import VOCAB_MODEL as MODEL_NAME  # the file name transformers' XLMRobertaTokenizer expects
+from pipeline.contracts import VOCAB_SAMPLING as SAMPLING_NAME
+from pipeline.contracts import (OwnershipError, atomic_write_bytes, check_claimable, claim, clear_completion,
+                                decisive, describe_os_error, fingerprint, mark_complete, pop_force,
+                                skip_if_up_to_date)
 from pipeline.utils.progress import Progress
 from train.corpus_reader import (
     BUCKETS,
@@ -51,9 +56,6 @@ from train.sampling import allocate, alpha_sampling_probs, raw_shares
 from train.tokenizer import XLMRTokenizer
 
 STAGE = "vocab"  # the stage name in VOCAB_DIR/.cc100/stage.json
-MODEL_NAME = "sentencepiece.bpe.model"  # the file name transformers' XLMRobertaTokenizer expects
-SAMPLING_NAME = "sampling.json"
-CONFIG_NAME = "vocab_config.json"
 # SentencePiece skips longer input lines (bytes); we cut them at a character boundary instead.
 MAX_SENTENCE_BYTES = 4192
 SHARE_UNITS = ("lines", "chars")
@@ -639,6 +641,12 @@ def check_output(output: Path, write: bool = False) -> None:
         raise VocabError(f"--output {e}") from None
 
 
+def completion(cfg: VocabConfig) -> tuple[dict, dict]:
+    """(config, inputs) that decide the vocabulary: same seed and threads, same model bytes."""
+    config = decisive(asdict(cfg), ("corpus", "output", "quiet"))
+    return config, {"corpus": fingerprint(cfg.corpus)}
+
+
 def run(cfg: VocabConfig, log=print) -> dict:
     t_start = time.perf_counter()
     check_output(cfg.output)  # before the long part: a bad --output fails in a second, not after training
@@ -677,13 +685,11 @@ def run(cfg: VocabConfig, log=print) -> dict:
         t_train = time.perf_counter() - t0
 
     check_output(cfg.output, write=True)
+    clear_completion(cfg.output)  # rewritten in place: complete again only at the end
     model_path = cfg.output / MODEL_NAME
-    tmp_path = model_path.with_suffix(".tmp")
-    try:
-        tmp_path.write_bytes(model)
-        tmp_path.replace(model_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)  # a full disk leaves no half-written model behind
+    # a full disk leaves no half-written model behind (the temporary name is the one the
+    # full-disk message has always named)
+    atomic_write_bytes(model_path, model, tmp=model_path.with_suffix(".tmp"))
     table = {
         lang: {
             "raw_share": r["raw_share"],
@@ -713,6 +719,7 @@ def run(cfg: VocabConfig, log=print) -> dict:
     (cfg.output / CONFIG_NAME).write_text(
         json.dumps({"config": config, "summary": summary}, indent=2) + "\n", encoding="utf-8"
     )
+    mark_complete(cfg.output, STAGE, *completion(cfg))
 
     log("")
     log(format_table(plan, stats))
@@ -743,8 +750,11 @@ def run(cfg: VocabConfig, log=print) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    force, argv = pop_force(argv)
     try:
         cfg = parse_args(argv)
+        if skip_if_up_to_date(cfg.output, STAGE, *completion(cfg), force=force):
+            return 0
         run(cfg)
     except (VocabError, CorpusError, ValueError) as e:
         print(f"cc100 vocab: error: {e}", file=sys.stderr)

@@ -28,10 +28,11 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.contracts import OwnershipError, claim
+from pipeline.contracts import (UP_TO_DATE, OwnershipError, atomic_path, claim, completion_record,
+                                content_fingerprint, decisive, mark_complete, pop_force, read_completion)
 from pipeline.normalize import normalize
 from pipeline.quality.perplexity import LM_SUFFIX, SP_SUFFIX, perplexity, tokenize
 from pipeline.utils.tools import ToolNotFoundError, find_tool, is_local
@@ -168,9 +169,8 @@ def _publish(local: Path, dest: str) -> None:
     if is_local(dest):
         dest = dest[len("file://") :] if dest.startswith("file://") else dest
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        tmp = f"{dest}.tmp-{os.getpid()}"
-        shutil.copyfile(local, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(local, tmp)
         return
     from apache_beam.io.filesystems import FileSystems
 
@@ -327,6 +327,41 @@ def _parse_args(argv):
     return parser.parse_args(argv)
 
 
+# -- incremental: only the languages whose reference text changed ---------------------------
+
+
+def decisive_config(config: LmConfig) -> dict:
+    """The settings that change a model (lmplz's sort memory and the threads do not)."""
+    return decisive(asdict(config), ("memory", "threads"))
+
+
+def models_exist(output: str, lang: str) -> bool:
+    return all(os.path.isfile(os.path.join(output, lang + suffix)) for suffix in (SP_SUFFIX, LM_SUFFIX))
+
+
+def up_to_date_languages(output: str, config: dict) -> dict[str, str]:
+    """{lang: fingerprint of the reference text its models were trained on}, from LM_DIR's
+    completion record; {} when there is none or the settings changed (every model is stale)."""
+    record = read_completion(output)
+    if record is None or record.get("config") != completion_record(STAGE, config, {})["config"]:
+        return {}
+    return dict(record.get("inputs") or {})
+
+
+def languages_to_train(output: str, config: dict, texts: dict[str, str]) -> list[str]:
+    """The languages whose reference text changed since their models were built, whose models
+    are missing, or all of them when the settings changed; `texts`: {lang: fingerprint}."""
+    built = up_to_date_languages(output, config)
+    return [lang for lang, text in texts.items() if built.get(lang) != text or not models_exist(output, lang)]
+
+
+def record_languages(output: str, config: dict, texts: dict[str, str], drop=()) -> None:
+    """Write LM_DIR's completion record: the languages in `texts` are up to date (with that
+    reference text), the others recorded before stay, those in `drop` are not."""
+    built = {**up_to_date_languages(output, config), **texts}
+    mark_complete(output, STAGE, config, {lang: text for lang, text in sorted(built.items()) if lang not in drop})
+
+
 def claim_output(output: str) -> None:
     """Make `output` the lm stage's own (pipeline/contracts.py): new, empty or already ours;
     OwnershipError otherwise, before any model file is written."""
@@ -342,6 +377,7 @@ def claim_output(output: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    force, argv = pop_force(argv)
     args = _parse_args(argv)
     from pipeline.quality.lid import parse_langs
 
@@ -397,6 +433,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {len(kept)} languages with existing models: {', '.join(kept)}")
         langs = [lang for lang in langs if lang not in kept]
 
+    # completion records are kept for local directories (cloud outputs: every language, as before)
+    incremental = all(is_local(path) and "://" not in path for path in (args.output, args.reference))
+    if incremental:
+        decided = decisive_config(config)
+        texts = {lang: content_fingerprint(os.path.join(args.reference, f"{lang}.txt")) for lang in langs}
+        todo = langs if force else languages_to_train(args.output, decided, texts)
+        if not todo:
+            print(UP_TO_DATE.format(stage=STAGE, output=args.output))
+            return 0
+        kept = [lang for lang in langs if lang not in todo]
+        if kept:
+            print(f"cc100 lm: {len(kept)} languages up to date, kept: {', '.join(kept)}")
+        langs = todo
+        record_languages(args.output, decided, {}, drop=langs)  # not up to date until retrained
+
     workers = max(1, min(args.workers, len(langs)))
     print(
         f"cc100 lm: {len(langs)} languages from {args.reference} -> {args.output} "
@@ -406,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     results = train_languages(
         args.reference, args.output, langs, config, workers, progress=lambda s: print(s, flush=True)
     )
+    if incremental:
+        record_languages(args.output, decided, {r.lang: texts[r.lang] for r in results if not r.error})
     print()
     print(format_summary(results, args.output))
     return 1 if any(r.error for r in results) else 0

@@ -132,3 +132,13 @@ def test_compare_names_each_artifact_and_exits_1_on_any_difference(tmp_path, cap
     (tmp_path / "c.json").write_text(json.dumps(a_only_skip))
     (tmp_path / "d.json").write_text(json.dumps({"artifacts": {"cfg": art, "same": art}}))
     assert main(["--compare", str(tmp_path / "c.json"), str(tmp_path / "d.json"), "--skip", "cfg"]) == 0
+
+
+def test_completion_records_are_not_digested(tmp_path):
+    """They fingerprint inputs by file time, and outputs of the code before them have none."""
+    from bench.output_digest import digest_tree
+    from pipeline.contracts import mark_complete
+
+    (tmp_path / "vocab.txt").write_text("pieces")
+    mark_complete(tmp_path, "vocab", {"vocab_size": 10}, {"corpus": "stat:0"})
+    assert sorted(digest_tree(tmp_path, "vocab", Paths({}))) == ["vocab/vocab.txt"]

@@ -235,3 +235,30 @@ def test_exported_fast_tokenizer_keeps_byte_fallback(tmp_path, tiny_config):
     assert tok.decode(ids) == text == ours.decode(ids)
     assert tok(text)["input_ids"] == [0, *ids, 2]
     assert (tok.pad_token_id, tok.mask_token_id, len(tok)) == (1, cfg.vocab_size - 1, cfg.vocab_size)
+
+
+def test_a_second_identical_export_is_up_to_date_and_touches_nothing(tmp_path, capsys, spm_model, tiny_config):
+    """Up to date (pipeline/contracts.py): the same checkpoint (its run's completion record, or
+    the file's size and time) and the same --vocab."""
+    import os
+
+    from model.export import completion
+    from pipeline.contracts import mark_complete, out_of_date
+    from tests.uptodate import assert_up_to_date, tree_state
+
+    vocab_path, _ = spm_model
+    ckpt = write_checkpoint(tmp_path / "run" / "checkpoint.pt", trained_model(tiny_config), tiny_config,
+                            vocab_file=str(vocab_path))
+    out = tmp_path / "hf"
+    argv = ["--checkpoint", str(tmp_path / "run"), "--output", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    before = tree_state(out)
+    rc = main(argv)
+    assert_up_to_date("export", out, rc, capsys.readouterr().out, before)
+    assert out_of_date(out, "export", *completion(ckpt, str(vocab_path))) == "input vocab changed"
+    os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 10**9))  # a new checkpoint
+    assert out_of_date(out, "export", *completion(ckpt, None)) == "input checkpoint changed"
+    assert main(argv) == 0 and "not up to date (input checkpoint changed)" in capsys.readouterr().out
+    mark_complete(tmp_path / "run", "pretrain", {"steps": 10}, {})  # the run finished: its record counts
+    assert out_of_date(out, "export", *completion(ckpt, None)) == "input checkpoint changed"

@@ -215,3 +215,70 @@ def test_make_clean_removes_only_what_cc100_wrote(tmp_path):
     proc = make_clean()
     assert proc.returncode == 0, proc.stderr
     assert not out.exists()
+
+
+# -- completion records: a stage up to date, like make ------------------------------------------
+# (the skip/run/rebuild decisions dags/cc100_stages.py made with its own stamps, now the stages')
+
+
+def test_up_to_date_only_with_the_same_config_and_inputs_and_says_what_changed(tmp_path):
+    from pipeline.contracts import clear_completion, mark_complete, out_of_date, read_completion
+
+    out = tmp_path / "vocab"
+    config, inputs = {"vocab_size": 1000, "data": {"seed": 0}}, {"corpus": "record:k1"}
+    assert out_of_date(out, "vocab", config, inputs) == "no output yet"  # run
+    claim(out, "vocab")
+    (out / "sentencepiece.bpe.model").write_text("built outside a completion record")
+    assert out_of_date(out, "vocab", config, inputs) == "no completion record"  # not trusted as done
+    mark_complete(out, "vocab", config, inputs)
+    assert read_completion(out) == {"stage": "vocab", "format_version": 1, "config": config, "inputs": inputs}
+    assert out_of_date(out, "vocab", dict(config), dict(inputs)) is None  # same request: nothing to do
+    assert out_of_date(out, "vocab", {**config, "vocab_size": 2000}, inputs) == "config vocab_size: 1000 -> 2000"
+    assert out_of_date(out, "vocab", {**config, "data": {"seed": 1}}, inputs) == "config data.seed: 0 -> 1"
+    assert out_of_date(out, "vocab", config, {"corpus": "record:k2"}) == "input corpus changed"
+    assert out_of_date(out, "vocab", config, {**inputs, "lm": "x"}) == "input lm is new"
+    assert out_of_date(out, "tokenize", config, inputs) == "completion record of cc100 vocab"
+    clear_completion(out)  # a stage rewriting its output in place: interrupted, not complete
+    assert out_of_date(out, "vocab", config, inputs) == "no completion record"
+    shutil.rmtree(out)  # deleted by hand: just run
+    assert out_of_date(out, "vocab", config, inputs) == "no output yet"
+
+
+def test_fingerprints_chain_through_completion_records(tmp_path):
+    from pipeline.contracts import fingerprint, mark_complete, stat_fingerprint
+
+    corpus = tmp_path / "corpus"
+    (corpus / "en" / "head").mkdir(parents=True)
+    part = corpus / "en" / "head" / "part-00000.parquet"
+    part.write_bytes(b"docs")
+    raw = fingerprint(corpus)  # no record: path, size and time of its own files
+    assert raw.startswith("stat:") and raw == stat_fingerprint([part])
+    claim(corpus / "report", "report")  # a nested cc100 output is not part of it
+    (corpus / "report" / "index.html").write_text("x")
+    assert fingerprint(corpus) == raw
+    mark_complete(corpus, "corpus", {"min_len": 300}, {})
+    first = fingerprint(corpus)
+    assert first.startswith("record:")  # the hash of the record: gigabytes are never re-read
+    mark_complete(corpus, "corpus", {"min_len": 100}, {})  # rebuilt with other settings
+    assert fingerprint(corpus) != first
+    text = tmp_path / "en.txt"
+    text.write_text("hello\n")
+    assert fingerprint(text).startswith("sha256:")  # raw inputs such as reference text: content
+    assert fingerprint(tmp_path / "missing") == "missing"
+
+
+def test_the_stages_check_logs_one_line_and_force_skips_it(tmp_path):
+    from pipeline.contracts import decisive, mark_complete, pop_force, skip_if_up_to_date
+
+    out, lines = tmp_path / "eval", []
+    claim(out, "evaluate")
+    mark_complete(out, "evaluate", {"layer": 7}, {})
+    assert skip_if_up_to_date(out, "evaluate", {"layer": 7}, {}, log=lines.append)
+    assert not skip_if_up_to_date(out, "evaluate", {"layer": 6}, {}, log=lines.append)
+    assert not skip_if_up_to_date(out, "evaluate", {"layer": 7}, {}, force=True, log=lines.append)
+    assert lines == [f"cc100 evaluate: up to date ({out})", "cc100 evaluate: not up to date (config layer: 7 -> 6)",
+                     "cc100 evaluate: --force given: running whether up to date or not"]
+    assert not skip_if_up_to_date(tmp_path / "new", "evaluate", {}, {}, log=lines.append) and len(lines) == 3
+    assert pop_force(["--output", "x", "--force"]) == (True, ["--output", "x"])
+    assert pop_force(["--output", "x"]) == (False, ["--output", "x"])
+    assert decisive({"workers": 2, "data": {"workers": 1, "seed": 0}}, ["workers"]) == {"data": {"seed": 0}}

@@ -12,8 +12,17 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline.quality.buckets import read_cutoffs
-from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, FILES_REPORT, MARKER_FILE, META_DIR, STATS_FILE
-from pipeline.corpus_run import TOP_LINES_FILE, CorpusRun, RunFailed, RunRefused, RunReports, WriteRunReports
+from pipeline.contracts import (
+    COMPLETE_FILE,
+    CUTOFFS_FILE,
+    DATASET_CARD,
+    FILES_REPORT,
+    MARKER_FILE,
+    META_DIR,
+    STATS_FILE,
+    TOP_LINES_FILE,
+)
+from pipeline.corpus_run import CorpusRun, RunFailed, RunRefused, RunReports, WriteRunReports
 from pipeline.corpus import build_pipeline
 from pipeline.options import parse_args
 from tests.pipeline.corpus_helpers import page, write_wet
@@ -95,7 +104,8 @@ def test_commit_writes_the_reports_and_renames_staging_to_output(tmp_path, input
     out = tmp_path / "out"
     assert not staging.exists() and _left_beside_output(tmp_path) == ["out"]  # work dir cleared too
     meta = out / META_DIR
-    assert sorted(p.name for p in meta.iterdir()) == sorted([MARKER_FILE, STATS_FILE, FILES_REPORT, CUTOFFS_FILE])
+    assert sorted(p.name for p in meta.iterdir()) == sorted([MARKER_FILE, STATS_FILE, FILES_REPORT, CUTOFFS_FILE,
+                                                             COMPLETE_FILE])
     assert (out / DATASET_CARD).is_file()
     stats = json.loads((meta / STATS_FILE).read_text())
     assert stats["committed"] is True and stats["conservation"] == {"failed": []}

@@ -105,6 +105,42 @@ def test_lm_command_trains_models_in_cc_net_layout(kenlm_tools, shared_data, tmp
     assert (out / "en.arpa.bin").stat().st_mtime_ns == before
 
 
+def test_lm_retrains_only_changed_or_missing_languages_and_is_then_up_to_date(kenlm_tools, shared_data, tmp_path,
+                                                                               capfd):
+    """Incremental, from LM_DIR's completion record (pipeline/contracts.py): a language is
+    retrained when its reference text changed or its models are missing; the others are kept.
+    (capfd: SentencePiece, trained in this process for one language, needs real file descriptors.)"""
+    from pipeline.contracts import content_fingerprint
+    from tests.uptodate import assert_up_to_date, tree_state
+
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    en = (shared_data / "reference" / "en.txt").read_text(encoding="utf-8").splitlines()
+    (ref / "en.txt").write_text("\n".join(en[:300]) + "\n", encoding="utf-8")
+    (ref / "sm.txt").write_text("\n".join(en[1000:1060]) + "\n", encoding="utf-8")
+    out = tmp_path / "lm"
+    argv = ["--reference", str(ref), "--output", str(out), "--workers", "1", "--memory", "256M"]
+    assert lm.main(argv) == 0
+    capfd.readouterr()
+    before = tree_state(out)
+    rc = lm.main(argv)
+    assert_up_to_date("lm", out, rc, capfd.readouterr().out, before)
+
+    (ref / "sm.txt").write_text("\n".join(en[2000:2060]) + "\n", encoding="utf-8")  # a new text for sm
+    assert lm.main(argv) == 0
+    printed = capfd.readouterr().out
+    assert "1 languages up to date, kept: en" in printed and "1 languages from" in printed
+    after = tree_state(out)
+    assert all(after[f"en{s}"] == before[f"en{s}"] for s in (".sp.model", ".arpa.bin"))  # untouched
+    assert after["sm.arpa.bin"] != before["sm.arpa.bin"]
+    (out / "en.sp.model").unlink()  # a missing model is trained again, alone
+    config = lm.decisive_config(LmConfig(memory="256M"))
+    texts = {lang: content_fingerprint(ref / f"{lang}.txt") for lang in ("en", "sm")}
+    assert lm.languages_to_train(str(out), config, texts) == ["en"]
+    assert lm.languages_to_train(str(out), lm.decisive_config(LmConfig(order=4)), texts) == ["en", "sm"]
+    assert lm.languages_to_train(str(out), lm.decisive_config(LmConfig(memory="1G")), texts) == ["en"]
+
+
 def test_lm_command_refuses_bad_arguments_before_training(kenlm_tools, tmp_path, capsys):
     ref = tmp_path / "ref"
     ref.mkdir()

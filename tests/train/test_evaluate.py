@@ -343,3 +343,24 @@ def test_evaluate_writes_only_into_its_own_output(run, small_tatoeba, tmp_path):
         rc, _, err = evaluate(run, "--tatoeba", small_tatoeba, "--output", mine, "--no-plot")
         assert rc == 0, err
     assert (mine / ".cc100" / "stage.json").is_file() and (mine / "eval.json").is_file()
+
+
+def test_a_second_identical_evaluation_is_up_to_date_and_touches_nothing(run, small_tatoeba, tmp_path):
+    """Up to date (pipeline/contracts.py): same settings, same model (the run's completion
+    record), same Tatoeba files and shards."""
+    from pipeline.contracts import out_of_date
+    from tests.uptodate import assert_up_to_date, tree_state
+    from train.evaluate import completion, parse_args
+
+    out = tmp_path / "eval"
+    argv = [str(run), "--tatoeba", str(small_tatoeba), "--output", str(out), "--no-plot", "--threads", "1"]
+    rc, _, err = evaluate(*argv)
+    assert rc == 0, err
+    before = tree_state(out)
+    rc, stdout, _ = evaluate(*argv[:-2])  # the threads do not change the numbers
+    assert_up_to_date("evaluate", out, rc, stdout, before)
+    assert out_of_date(out, "evaluate", *completion(parse_args([*argv, "--layer", "0"]))) == "config layer: null -> 0"
+    other = parse_args([str(run / "hf"), *argv[1:]])
+    assert out_of_date(out, "evaluate", *completion(other)) == "input model changed"
+    (small_tatoeba / "tatoeba.fra-eng.fra").touch()  # the same size, a new time: looked at again
+    assert out_of_date(out, "evaluate", *completion(parse_args(argv))) == "input tatoeba changed"

@@ -197,17 +197,39 @@ def test_rerun_resumes_per_input_file(world, tmp_path):
     shutil.copytree(world.shards, out_dir)
     before = {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.bin")}
     rc, out, _ = run_tokenize("--corpus", world.corpus, "--vocab", world.vocab, "--output", out_dir,
-                              "--workers", 1, "--valid-fraction", VALID_FRACTION)
+                              "--workers", 1, "--valid-fraction", VALID_FRACTION, "--force")
     assert rc == 0 and "13 files (13 already done)" in out
     assert {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.bin")} == before, "done files are not rewritten"
     # a part interrupted before its commit marker is redone, and only that one
     (out_dir / "fr" / "head.part-00001.done.json").unlink()
     (out_dir / "fr" / "head.part-00001.train.bin").write_bytes(b"partial")
     rc, out, _ = run_tokenize("--corpus", world.corpus, "--vocab", world.vocab, "--output", out_dir,
-                              "--workers", 1, "--valid-fraction", VALID_FRACTION)
+                              "--workers", 1, "--valid-fraction", VALID_FRACTION, "--force")
     assert rc == 0 and "13 files (12 already done)" in out and "[1/1] fr/head/part-00001.parquet" in out
     assert shard_documents(out_dir, "fr", "train") == shard_documents(world.shards, "fr", "train")
     load_manifest(out_dir)  # sizes check out again
+
+
+def test_a_second_identical_run_is_up_to_date_and_touches_nothing(world, tmp_path):
+    """Up to date (pipeline/contracts.py): same settings, same corpus and vocabulary records.
+    (With --force the run goes on, reusing the finished parts, as in the test above.)"""
+    from pipeline.contracts import mark_complete, out_of_date
+    from tests.uptodate import assert_up_to_date, tree_state
+    from train.tokenize import completion
+
+    out_dir = tmp_path / "shards"
+    shutil.copytree(world.shards, out_dir)
+    before = tree_state(out_dir)
+    rc, out, _ = run_tokenize("--corpus", world.corpus, "--vocab", world.vocab, "--output", out_dir,
+                              "--workers", 2, "--valid-fraction", VALID_FRACTION)
+    assert_up_to_date("tokenize", out_dir, rc, out, before)
+    changed = completion(world.corpus, world.vocab, valid_fraction=0.5)
+    assert out_of_date(out_dir, "tokenize", *changed) == f"config valid_fraction: {VALID_FRACTION} -> 0.5"
+    vocab = tmp_path / "vocab"  # a rebuilt vocabulary: its completion record changed
+    shutil.copytree(world.vocab, vocab)
+    mark_complete(vocab, "vocab", {"vocab_size": 1999}, {})
+    assert out_of_date(out_dir, "tokenize", *completion(world.corpus, vocab, valid_fraction=VALID_FRACTION)) \
+        == "input vocab changed"
 
 
 def test_shards_of_the_old_format_are_refused_then_redone(world, tmp_path):

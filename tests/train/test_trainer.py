@@ -125,18 +125,22 @@ def test_checkpoint_bundle(reference):
 
 
 def test_kill_and_resume_gives_the_same_losses_step_by_step(world, reference, tmp_path):
+    from pipeline.contracts import read_completion
+
     run = tmp_path / "run"
     # "killed" right after step 7: the last checkpoint is step 6, log.jsonl already has step 7
     rc, out, err = pretrain(world, run, "--stop-at-step", 7)
     assert rc == 0, err
     assert "stopping after step 7" in out
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 6
+    assert read_completion(run) is None  # stopped early: not complete, so not up to date
     assert [r["step"] for r in read_log(run)] == list(range(1, 8))
     with open(run / "log.jsonl", "a") as f:
         f.write('{"step": 8, "loss": 7.1')  # and a line cut in the middle by the kill
     rc, out, err = pretrain(world, run, "--resume")
     assert rc == 0, err
     assert "steps 6 -> 10" in out
+    assert read_completion(run)["config"]["steps"] == STEPS  # reached its steps: complete
     ref, got = read_log(reference), read_log(run)
     assert [r["step"] for r in got] == list(range(1, STEPS + 1))
     for a, b in zip(ref, got):
@@ -222,7 +226,8 @@ def test_clear_errors_before_training(world, reference, tmp_path, case, message)
     elif case in ("output already used", "incompatible resume", "other steps on resume",
                   "other packing on resume"):
         shutil.copytree(reference, run)
-        extra = {"output already used": [], "incompatible resume": ["--resume", "--max-len", 32],
+        # (the identical command is up to date instead: test_a_finished_run_is_up_to_date...)
+        extra = {"output already used": ["--seed", 1], "incompatible resume": ["--resume", "--max-len", 32],
                  "other steps on resume": ["--resume", "--steps", 20],
                  "other packing on resume": ["--resume", "--packing", "blocks"]}[case]
     elif case == "vocabulary mismatch":
@@ -245,6 +250,29 @@ def test_clear_errors_before_training(world, reference, tmp_path, case, message)
     assert re.search(message, err), err
     assert "step 1/" not in out, "no training step ran"
     assert (sorted(p.name for p in run.iterdir()) if run.is_dir() else None) == before
+
+
+def test_a_finished_run_is_up_to_date_and_touches_nothing(world, reference, tmp_path):
+    """The same command again (with or without --resume): up to date, exit 0, nothing touched;
+    other settings or rebuilt shards are not (pipeline/contracts.py completion records)."""
+    from pipeline.contracts import mark_complete, out_of_date
+    from tests.uptodate import assert_up_to_date, tree_state
+    from train.pretrain import parse_args
+    from train.trainer import completion
+
+    before = tree_state(reference)
+    for extra in ([], ["--resume"]):
+        rc, out, err = pretrain(world, reference, *extra)
+        assert_up_to_date("pretrain", reference, rc, out, before)
+    argv = ["--shards", str(world.shards), "--vocab", str(world.vocab), "--output", str(reference),
+            *BASE, "--steps", str(STEPS)]
+    longer = parse_args([*argv[:-1], str(STEPS + 5)])[0]
+    assert out_of_date(reference, "pretrain", *completion(longer)) == f"config steps: {STEPS} -> {STEPS + 5}"
+    shards = tmp_path / "shards"
+    shutil.copytree(world.shards, shards)
+    mark_complete(shards, "tokenize", {"valid_fraction": 0.5}, {})  # tokenized again, otherwise
+    rebuilt = parse_args([*argv[:1], str(shards), *argv[2:]])[0]
+    assert out_of_date(reference, "pretrain", *completion(rebuilt)) == "input shards changed"
 
 
 def test_full_disk_is_one_line_and_keeps_the_last_checkpoint(world, tmp_path, monkeypatch):

@@ -509,3 +509,29 @@ def test_cc100_dispatcher_reaches_the_vocab_stage(tmp_path, capsys):
         == 2
     )
     assert "alpha must be in [0, 1]" in capsys.readouterr().err
+
+
+# -- up to date (pipeline/contracts.py completion records) -----------------------------------
+
+
+def test_a_second_identical_run_is_up_to_date_and_touches_nothing(corpus, trained, tmp_path, monkeypatch):
+    from pipeline.contracts import out_of_date
+    from tests.uptodate import assert_up_to_date, tree_state
+
+    out, _ = trained
+    argv = ["--corpus", str(corpus), "--output", str(out), "--vocab-size", "2000",
+            "--sentences", "6000", "--seed", "7", "--quiet"]
+    before = tree_state(out)
+    rc, stdout, _ = run_cli(argv)
+    assert_up_to_date("vocab", out, rc, stdout, before)
+    # a changed setting, or another corpus, is not up to date; the reason names it
+    bigger = vocab.completion(vocab.parse_args([*argv[:5], "3000", *argv[6:]]))
+    assert out_of_date(out, "vocab", *bigger) == "config vocab_size: 2000 -> 3000"
+    other = synthetic_corpus(tmp_path / "c", {"en": 40})
+    moved = vocab.completion(vocab.parse_args(["--corpus", str(other), *argv[2:]]))
+    assert out_of_date(out, "vocab", *moved) == "input corpus changed"
+    # --force runs it again (into its own output)
+    runs = []
+    monkeypatch.setattr(vocab, "run", lambda cfg, log=print: runs.append(cfg) or {})
+    rc, stdout, _ = run_cli([*argv, "--force"])
+    assert rc == 0 and len(runs) == 1 and "--force given" in stdout and "up to date (" not in stdout
