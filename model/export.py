@@ -21,9 +21,12 @@ import pickle
 import sys
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import torch
 
 from model.hf import VOCAB_NAME, save_state_pretrained
+from pipeline.utils.cliflags import add_config_flags, config_from_args, option
 from pipeline.contracts import OwnershipError, check_claimable, claim, describe_os_error
 from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
 
@@ -139,18 +142,23 @@ def _size(path: Path) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
+@dataclass
+class ExportConfig:
+    checkpoint: str = option("--checkpoint", required=True,
+                             help="checkpoint file, or a run directory holding checkpoint.pt / latest.pt / latest")
+    output: str = option("--output", required=True,
+                         help="directory to write: new, empty or an earlier export (its files are overwritten)")
+    vocab: str | None = option("--vocab", default=None,
+                               help="SentencePiece model file, or the vocab stage's directory holding "
+                               f"{VOCAB_NAME} (default: the checkpoint's vocab_file)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cc100 export",
         description="Convert a pretraining checkpoint into a Hugging Face XLMRobertaForMaskedLM directory.")
-    parser.add_argument("--checkpoint", required=True,
-                        help="checkpoint file, or a run directory holding checkpoint.pt / latest.pt / latest")
-    parser.add_argument("--output", required=True, help="directory to write: new, empty or an earlier "
-                        "export (its files are overwritten)")
-    parser.add_argument("--vocab", default=None,
-                        help="SentencePiece model file, or the vocab stage's directory holding "
-                             f"{VOCAB_NAME} (default: the checkpoint's vocab_file)")
-    args = parser.parse_args(argv)
+    add_config_flags(parser, ExportConfig)
+    args = config_from_args(ExportConfig, parser.parse_args(argv))
 
     try:
         path = find_checkpoint(Path(args.checkpoint))
