@@ -1,8 +1,9 @@
-"""`cc100 corpus` options: the argparse flags, the validated `CorpusConfig`, and runner set-up.
+"""`cc100 corpus` options: the validated `CorpusConfig`, the flags derived from it, and runner set-up.
 
-Flags this parser does not know are Beam pipeline options (wordcount.py's parse_known_args
+CorpusConfig nests the configs its stages use (LidConfig, NearDedupConfig, FetchSettings with its
+RetryPolicy); each field carries its flag (pipeline/utils/cliflags.py), so a default is written
+once. Flags this parser does not know are Beam pipeline options (wordcount.py's parse_known_args
 pattern), so `--runner DataflowRunner --project ... --region ...` pass straight through.
-Later stages add their flags here (one argparse group and the matching config fields).
 
 Input is either local/`gs://` files (`--input GLOB`, repeatable) or segments of a Common Crawl
 snapshot (`--snapshot CC-MAIN-YYYY-WW --segments 0-99`), never both: a run has one list of
