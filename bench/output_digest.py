@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.contracts import TRAINING_LOG  # standard library only
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DIGEST_FORMAT = "cc100-output-digest-v1"
 MARKER = ".output_digest"  # marks a work directory this script made (and may empty again)
@@ -372,7 +374,7 @@ def digest_file(path: Path, paths: Paths) -> dict[str, dict]:
     name = path.name
     if name.endswith(".parquet"):
         return digest_parquet_file(path, paths)
-    if name == "log.jsonl":
+    if name == TRAINING_LOG:
         return digest_training_log(path)
     if name.endswith(".pt"):
         return digest_checkpoint(path, paths)
