@@ -31,7 +31,7 @@ from pipeline.options import CorpusConfig, parse_args
 from pipeline.quality.buckets import AssignBuckets
 from pipeline.quality.lid import IdentifyLanguage
 from pipeline.quality.perplexity import ScorePerplexity
-from pipeline.readers.segments import FetchSettings, ReadSegments, Segment
+from pipeline.readers.segments import ReadSegments, Segment
 from pipeline.utils import logs
 from pipeline.writers.parquet import WriteByLanguage
 
@@ -46,18 +46,15 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
     spools. Returns what the stages report besides documents, for the run to write.
     """
     metadata = {"stage": "corpus", "config": config.to_dict()}
-    fetch = None
-    if config.snapshot:
-        fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
-                              config.retry_policy())
+    fetch = config.fetch if config.snapshot else None
     read = ReadSegments(segments, work_dir, config.min_len, fetch, max_record_bytes=config.max_record_bytes)
     docs = p | "ReadSegments" >> read
     dedup = DedupParagraphs([s.name for s in segments], config.dedup, config.dedup_group_size, top_lines=TOP_LINES)
     docs = docs | "DedupParagraphs" >> dedup
     if config.near_dedup:
-        docs = docs | "NearDedup" >> NearDedup(config.near_dedup_config())
+        docs = docs | "NearDedup" >> NearDedup(config.near)
     docs = docs | "IdentifyLanguage" >> IdentifyLanguage(
-        config.lid_model, config.lang_threshold, config.lid, config.langs)
+        config.language.model, config.language.threshold, config.language.mode, config.language.langs)
     docs = docs | "ScorePerplexity" >> ScorePerplexity(config.lm_dir, config.perplexity_per_line)
     buckets = AssignBuckets(config.cutoffs)
     docs = docs | "AssignBuckets" >> buckets

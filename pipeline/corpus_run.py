@@ -178,7 +178,7 @@ class CorpusRun:
             self.files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
             check_path_names(config)
             check_output(config.output, config.overwrite)
-            self.models = validate_models(config.lid_model, config.lm_dir, config.langs, config.cutoffs)
+            self.models = validate_models(config.language.model, config.lm_dir, config.language.langs, config.cutoffs)
             work_state = check_work_dir(self.work_dir, self.fingerprint, config.overwrite)
             self.segments = resolve_segments(config, self.work_dir, self.files)
             self.staging = create_staging(config.output)
@@ -237,7 +237,7 @@ class CorpusRun:
 
     def _log_plan(self) -> None:
         config, segments = self.config, self.segments
-        source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {redact_url(config.cc_base_url)}"
+        source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {redact_url(config.fetch.base_url)}"
                   if config.snapshot else f"{len(segments)} input files")
         LOG.info("%s, dedup %s over %d group(s), runner %s, staging %s",
                  source, config.dedup, self.dedup_groups(), self.runner(), self.staging)
@@ -318,7 +318,7 @@ class CorpusRun:
         names = [s.name for s in self.segments]
         if config.snapshot:
             return {"snapshot": config.snapshot, "segments": config.segments,
-                    "cc_base_url": redact_url(config.cc_base_url), "files": names}
+                    "cc_base_url": redact_url(config.fetch.base_url), "files": names}
         return {"patterns": config.inputs, "files": names}
 
     def _take_top_lines(self) -> list:
@@ -364,7 +364,7 @@ def completion(config: CorpusConfig, files: list[str]) -> tuple[dict, dict] | No
     """(config, inputs) that decide a corpus run (pipeline/contracts.py): the settings, the WET
     files by path, size and time, the LM directory, LID model and cutoffs; None when the output
     or an input is not local (no completion records on object stores)."""
-    models = {"lm": config.lm_dir, "lid_model": config.lid_model, "cutoffs": config.cutoffs}
+    models = {"lm": config.lm_dir, "lid_model": config.language.model, "cutoffs": config.cutoffs}
     if any("://" in path for path in [config.output, *files, *filter(None, models.values())]):
         return None
     inputs = {name: input_fingerprint(path) for name, path in models.items() if path}
@@ -378,9 +378,9 @@ def resolve_segments(config: CorpusConfig, work_dir: str, files: list[str]) -> l
     wet.paths.gz (downloaded once, with the same retries as the segments, into the cache)."""
     if not config.snapshot:
         return input_segments(files)
-    cache = resolve_download_cache(config.download_cache, work_dir)
+    cache = resolve_download_cache(config.fetch.download_cache, work_dir)
     try:
-        listing = wet_paths(config.snapshot, config.cc_base_url, cache, policy=config.retry_policy())
+        listing = wet_paths(config.snapshot, config.fetch.base_url, cache, policy=config.fetch.policy)
     except DownloadError as e:
         raise CorpusIOError(
             f"--snapshot {config.snapshot}: cannot download the segment list "
@@ -399,8 +399,8 @@ def check_path_names(config: CorpusConfig) -> None:
     """CorpusIOError for a path flag that is not valid UTF-8: stats.json and the Parquet footers
     record every path as UTF-8, so such a run would fail at its very end."""
     for flag, path in (("--output", config.output), ("--work-dir", config.work),
-                       ("--download-cache", config.download_cache), ("--lm-dir", config.lm_dir),
-                       ("--lid-model", config.lid_model), ("--cutoffs", config.cutoffs)):
+                       ("--download-cache", config.fetch.download_cache), ("--lm-dir", config.lm_dir),
+                       ("--lid-model", config.language.model), ("--cutoffs", config.cutoffs)):
         name = path and undecodable_name(path)
         if name:
             raise CorpusIOError(f"{flag} {name}: the path is not valid UTF-8; choose another name")
