@@ -169,9 +169,9 @@ class CorpusRun:
         staging directory and the work directory; True. RunRefused names the first problem;
         False (nothing created) when the output is already up to date."""
         config = self.config
+        self.remove_leftovers()  # only what killed runs provably left; the output is not touched
         if self.up_to_date():
             return False
-        self.remove_leftovers()
         work_existed = "://" not in self.work_dir and os.path.isdir(self.work_dir)
         work_state = None
         try:
@@ -195,8 +195,8 @@ class CorpusRun:
 
     def up_to_date(self) -> bool:
         """True when OUTPUT holds a finished run of the same settings and inputs (its completion
-        record, pipeline/contracts.py), so there is nothing to do. Preflight asks first, before it
-        removes, checks or creates anything."""
+        record, pipeline/contracts.py), so there is nothing to do. Preflight asks before it checks
+        or creates anything (after removing what killed runs left)."""
         try:
             files = [] if self.config.snapshot else match_inputs(self.config.inputs)
         except CorpusIOError:

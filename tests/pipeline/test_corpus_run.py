@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import apache_beam as beam
@@ -25,6 +27,7 @@ from pipeline.contracts import (
 from pipeline.corpus_run import CorpusRun, RunFailed, RunRefused, RunReports, WriteRunReports
 from pipeline.corpus import build_pipeline
 from pipeline.options import parse_args
+from pipeline.utils.leftovers import host_tag
 from tests.pipeline.corpus_helpers import page, write_wet
 
 LINE = "A paragraph long enough to make this page pass the minimum length of the corpus job, {}."
@@ -89,6 +92,23 @@ def test_preflight_claims_a_staging_dir_and_the_work_dir(tmp_path, inputs):
     assert not (tmp_path / "out").exists()  # the output is only written by the commit
     corpus.abort()
     assert not staging.exists() and (tmp_path / "out.work" / "work.json").is_file()
+
+
+def test_an_up_to_date_run_removes_only_what_a_killed_run_left(tmp_path, inputs, capsys):
+    first = _run(tmp_path)
+    first.preflight()
+    assert first.commit(first.run(build_pipeline)) == 0
+    stats = tmp_path / "out" / META_DIR / STATS_FILE
+    before = stats.stat().st_mtime_ns
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    staging = tmp_path / f"out.tmp-{host_tag()}-{killed.pid}-{'0' * 12}"
+    (staging / "en" / "head").mkdir(parents=True)
+    (staging / "en" / "head" / "part-00000-of-00001.parquet").write_bytes(b"PAR1")
+    again = _run(tmp_path)
+    assert again.preflight() is False  # up to date: nothing to run, nothing claimed
+    assert again.staging is None and not staging.exists() and stats.stat().st_mtime_ns == before
+    assert _left_beside_output(tmp_path) == ["out"]
 
 
 # -- run and commit -----------------------------------------------------------------------------
