@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench.measure import machine, median, run_measured, spread
+from pipeline.contracts import part_files
 
 REPO = Path(__file__).resolve().parents[1]
 CCNET_PYTHON = "/tmp/ccnet-venv/bin/python"
@@ -154,7 +155,7 @@ def ccnet_command(args, processes: int, output: str, lid_model: str) -> list[str
 def count_parquet_rows(output: str) -> int:
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in Path(output).glob("*/*/*.parquet"))
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in part_files(output))
 
 
 def output_digest(output: str) -> str:
@@ -165,7 +166,7 @@ def output_digest(output: str) -> str:
     import pyarrow.parquet as pq
 
     rows = []
-    for path in sorted(Path(output).glob("*/*/*.parquet")):
+    for path in part_files(output):
         partition = "/".join(path.parts[-3:-1])
         table = pq.read_table(path, columns=["url", "raw_content", "line_ids", "perplexity"])
         for r in table.to_pylist():

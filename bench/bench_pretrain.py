@@ -31,17 +31,21 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from bench.measure import machine, median, spread
+from pipeline.contracts import MODEL_PRESETS
+
+
+
+def _preset(name: str, vocab_size: int) -> dict:
+    """A model preset's fields (pipeline/contracts.py MODEL_PRESETS) with this vocabulary size."""
+    return {**MODEL_PRESETS[name]["model"], "vocab_size": vocab_size}
+
 
 # name -> (model fields, batch sequences, sequence length)
 CONFIGS = {
-    "tiny": (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                  vocab_size=32000), 16, 128),
-    "small-base": (dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
-                        vocab_size=64000), 8, 256),
-    "base": (dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                  vocab_size=250002), 32, 512),
-    "large": (dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                   vocab_size=250002), 32, 512),
+    "tiny": (_preset("tiny", 32000), 16, 128),
+    "small-base": (_preset("small", 64000), 8, 256),
+    "base": (_preset("base", 250002), 32, 512),
+    "large": (_preset("large", 250002), 32, 512),
 }
 
 

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from bench.measure import machine, median, run_measured, spread
+from pipeline.contracts import STATS_FILE, find_meta
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,7 @@ def large_page(reference: Path, size: int) -> bytes:
 
 def write_large_record(path: Path, reference: Path, size: int) -> None:
     """One gzip member holding one conversion record, as Common Crawl writes them."""
-    from pipeline.demo import block_digest
+    from pipeline.writers.wet import block_digest
 
     body = large_page(reference, size)
     head = ("WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: http://large.example/page\r\n"
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 if run.returncode != 0:
                     print(run.output_tail, file=sys.stderr)
                     return 1
-                stats = json.loads((out / "stats.json").read_text())
+                stats = json.loads(Path(find_meta(out, STATS_FILE)).read_text())
                 runs[name].append({**run.to_dict(), "documents_out": stats["counters"]["documents_out"],
                                    "record_too_large": stats["counters"].get("bad_wet_record_record_too_large", 0)})
                 print(f"{name:8} peak tree RSS {run.peak_tree_rss_mb:7.0f} MB  wall {run.wall_s:5.1f} s  "

@@ -15,12 +15,14 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.contracts import TRAINING_LOG
+
 KEYS = ("loss", "mlm_accuracy", "grad_norm", "val_loss")
 
 
 def read_log(run: Path) -> dict[int, dict]:
     records = {}
-    for line in (run / "log.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (run / TRAINING_LOG).read_text(encoding="utf-8").splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:  # a line cut by a kill

@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 
 from model.hf import VOCAB_NAME, save_state_pretrained
-from pipeline.contracts import (OwnershipError, check_claimable, claim, clear_completion, describe_os_error,
-                                fingerprint, mark_complete, pop_force, read_completion, skip_if_up_to_date,
-                                stat_fingerprint)
+from pipeline.contracts import (CHECKPOINT, OwnershipError, check_claimable, claim, clear_completion,
+                                describe_os_error, fingerprint, mark_complete, pop_force, read_completion,
+                                skip_if_up_to_date, stat_fingerprint)
 from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
 
 # looked for, in order, when --checkpoint is a directory
-CHECKPOINT_NAMES = ("checkpoint.pt", "latest.pt", "ckpt.pt", "latest")
+CHECKPOINT_NAMES = (CHECKPOINT, "latest.pt", "ckpt.pt", "latest")
 STAGE = "export"  # the stage name in OUTPUT/.cc100/stage.json
 
 

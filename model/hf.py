@@ -20,19 +20,21 @@ import torch
 import torch.nn as nn
 
 from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
+from pipeline.contracts import HF_CONFIG as CONFIG_NAME
+from pipeline.contracts import HF_TOKENIZER as TOKENIZER_NAME  # the fast (Rust) tokenizer
+from pipeline.contracts import HF_TOKENIZER_CONFIG as TOKENIZER_CONFIG_NAME
+from pipeline.contracts import HF_TRAINING_LANGUAGES as TRAINING_LANGUAGES_NAME
+from pipeline.contracts import HF_WEIGHTS as WEIGHTS_NAME
+from pipeline.contracts import VOCAB_MODEL as VOCAB_NAME  # the file name XLMRobertaTokenizer looks for
+from pipeline.contracts import atomic_path, atomic_write_json
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-VOCAB_NAME = "sentencepiece.bpe.model"  # the file name XLMRobertaTokenizer looks for
-TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
-TOKENIZER_NAME = "tokenizer.json"  # the fast (Rust) tokenizer
 # Pieces SentencePiece never matches in text, and the tokenizer.json score that keeps the Unigram
 # Viterbi of `tokenizers` off them (scores of real pieces are > -100; a line is < 10^4 pieces).
 CONTROL_PIECES = frozenset({"<s>", "</s>", "<unk>", "<pad>", "<mask>"})
 BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 NEVER_MATCHED_SCORE = -1e7
-# cc100's own note beside the weights: {"languages": {lang: train tokens}}, read by `cc100 evaluate`
-TRAINING_LANGUAGES_NAME = "cc100_training.json"
+# cc100's own note beside the weights (TRAINING_LANGUAGES_NAME): {"languages": {lang: train
+# tokens}}, read by `cc100 evaluate`
 
 # XLMRobertaConfig's own defaults, used for keys a config.json leaves out (they differ from ours:
 # a bare XLMRobertaConfig() is BERT-sized with 512 positions, two token types and eps 1e-12).
@@ -215,10 +217,9 @@ def save_state_pretrained(state_dict: dict[str, torch.Tensor], config: XLMRConfi
     tensors = to_hf_state_dict(state_dict, config)
     dtype = tensors["roberta.embeddings.word_embeddings.weight"].dtype
     written = []
-    tmp = out / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; make it as readable as any other file
-    os.replace(tmp, out / WEIGHTS_NAME)
+    with atomic_path(out / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; make it as readable as any other file
     written.append(out / WEIGHTS_NAME)
     _write_json(out / CONFIG_NAME, config_to_hf(config, dtype))
     written.append(out / CONFIG_NAME)
@@ -317,7 +318,7 @@ def load_hf_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     d = Path(directory)
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in (WEIGHTS_NAME, "pytorch_model.bin"):
         index = d / f"{name}.index.json"
         files = [d / name] if (d / name).is_file() else []
         if not files and index.is_file():
@@ -360,6 +361,4 @@ def _umask() -> int:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=2, sort_keys=True)

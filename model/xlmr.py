@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pipeline.contracts import MODEL_PRESETS  # standard library only
+
 IGNORE_INDEX = -100  # label value for "not a prediction target" (HF and PyTorch convention)
 
 
@@ -83,13 +85,9 @@ class XLMRConfig:
         return cls(**d)
 
 
-# Named presets. base/large are XLM-R's (Conneau et al. 2020); tiny trains on a CPU in seconds.
-PRESETS: dict[str, dict] = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
-    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
-    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
-}
+# Named presets: the sizes of pipeline/contracts.py MODEL_PRESETS (one list for the model, the
+# trainer and the DAGs). base/large are XLM-R's (Conneau et al. 2020); tiny trains on a CPU in seconds.
+PRESETS: dict[str, dict] = {name: preset["model"] for name, preset in MODEL_PRESETS.items()}
 
 
 def config_for(preset: str, **overrides) -> XLMRConfig:

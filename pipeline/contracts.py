@@ -31,18 +31,28 @@ The corpus stage's OUTPUT is a dataset (README "The corpus as a dataset"):
 
 Outputs of cc100 before the metadata moved kept STATS_FILE, FILES_REPORT and CUTOFFS_FILE at
 the root: `find_meta` still finds them there (LEGACY_NOTE says so once per process).
+
+The other stages' directories (LM_DIR, VOCAB_DIR, SHARDS, RUN_DIR, the Hugging Face export, the
+evaluate and finetune outputs, the demo input, the snapshot DAG's merged view) are named in "the
+other stages' outputs"; STAGE_FILES lists every file name by the stage that writes it, and no
+other module spells one (tests/test_layout_contracts.py). Also here, for every command and the
+DAGs alike: the model presets (MODEL_PRESETS), the parsers of what a user types
+(`validate_snapshot`, `parse_segments`, `format_segments`, `parse_languages`) and the one way
+to write a file atomically (`atomic_path`, `atomic_write_bytes`/`_text`/`_json`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 META_DIR = ".cc100"
@@ -94,6 +104,96 @@ def find_meta(root: str | os.PathLike, name: str, exists=os.path.exists) -> str 
             print("cc100: " + LEGACY_NOTE.format(root=key, meta=META_DIR), file=sys.stderr)
         return legacy_path(root, name)
     return None
+
+
+# -- the other stages' outputs: one section per stage; the stage that writes a name and every
+# -- module that reads it take it from here ---------------------------------------------------
+
+# cc100 corpus, besides the metadata above: the Parquet parts and the staging side file.
+PART_FILE_GLOB = "part-*.parquet"  # in OUTPUT/{language}/{bucket}/
+TOP_LINES_FILE = "top_duplicate_lines.json"  # staging META_DIR only: folded into STATS_FILE
+# Keys of STATS_FILE that other stages read (cc100 report). Every cc100 that wrote STATS_FILE used
+# these names, so there is no fallback to older ones.
+STATS_TOP_LINES = "top_duplicate_lines"  # [[line, count], ...], most frequent first
+STATS_LANG_THRESHOLD = "lang_threshold"  # in stats["config"]: the language-ID score threshold
+
+
+def part_name(shard: int, n: int) -> str:
+    """The file name of Parquet part `shard` of `n` in a {language}/{bucket}/ directory."""
+    return f"part-{shard:05d}-of-{n:05d}.parquet"
+
+
+def partition_glob(language: str = "*", bucket: str = "*") -> str:
+    """The Parquet files of one language (and bucket), relative to OUTPUT (dataset-card configs)."""
+    return f"{language}/{bucket}/*.parquet"
+
+
+# cc100 report: REPORT_DIR/
+REPORT_INDEX = "index.html"
+REPORT_JSON = "report.json"
+
+# cc100 lm: LM_DIR/{lang}.sp.model and LM_DIR/{lang}.arpa.bin (cc_net's layout)
+LM_SP_SUFFIX = ".sp.model"  # SentencePiece model of the language's reference text
+LM_KENLM_SUFFIX = ".arpa.bin"  # KenLM 5-gram, binary
+
+
+def lm_languages(lm_dir: str | os.PathLike) -> list[str]:
+    """The languages with a KenLM model in a local LM_DIR, sorted."""
+    return sorted(p.name[: -len(LM_KENLM_SUFFIX)] for p in Path(lm_dir).glob(f"*{LM_KENLM_SUFFIX}"))
+
+
+# cc100 vocab: VOCAB_DIR/
+VOCAB_MODEL = "sentencepiece.bpe.model"  # the name XLM-R and transformers' XLMRobertaTokenizer use
+VOCAB_SAMPLING = "sampling.json"  # per language: raw_share, sampled_share, sentences, lines
+VOCAB_CONFIG = "vocab_config.json"  # flags and run summary
+
+
+# cc100 tokenize: SHARDS/
+SHARDS_MANIFEST = "manifest.json"  # what pretraining reads first (train/shards.py)
+
+# cc100 pretrain: RUN_DIR/
+CHECKPOINT = "checkpoint.pt"  # the training state bundle (train/checkpoint.py)
+TRAINING_LOG = "log.jsonl"  # one line per logged step (cc100 plot)
+RUN_EXPORT_DIR = "hf"  # RUN_DIR/hf: the Hugging Face export written at the end
+
+# cc100 export (and RUN_DIR/hf): Hugging Face XLMRobertaForMaskedLM files; VOCAB_MODEL too
+HF_CONFIG = "config.json"
+HF_WEIGHTS = "model.safetensors"
+HF_TOKENIZER_CONFIG = "tokenizer_config.json"
+HF_TOKENIZER = "tokenizer.json"  # the fast (Rust) tokenizer
+HF_TRAINING_LANGUAGES = "cc100_training.json"  # the languages the model was trained on
+
+# cc100 evaluate: OUTPUT/
+EVAL_JSON = "eval.json"
+EVAL_PLOT = "eval.png"
+EVAL_MLM_BATCHES = "mlm_heldout.npz"  # the masked held-out sequences (compare models on the same)
+
+# cc100 finetune xnli: OUTPUT/
+FINETUNE_RESULT = "xnli.json"
+
+# python -m pipeline.demo: DIR/
+DEMO_WET_DIR = "wet"
+DEMO_REFERENCE_DIR = "reference"  # {lang}.txt: `cc100 lm --reference`
+DEMO_TRUTH = "truth.json"
+
+# the cc100_snapshot DAG's merged view: symlinks to the ranges' Parquet files, and
+MERGE_RANGES = "ranges.json"  # the ranges merged
+
+# Every name above, by the stage that writes it (tests/test_layout_contracts.py checks that no
+# other module spells one).
+STAGE_FILES: dict[str, tuple[str, ...]] = {
+    "corpus": (STATS_FILE, FILES_REPORT, CUTOFFS_FILE, PART_FILE_GLOB, TOP_LINES_FILE),
+    "report": (REPORT_INDEX, REPORT_JSON),
+    "lm": (LM_SP_SUFFIX, LM_KENLM_SUFFIX),
+    "vocab": (VOCAB_MODEL, VOCAB_SAMPLING, VOCAB_CONFIG),
+    "tokenize": (SHARDS_MANIFEST,),
+    "pretrain": (CHECKPOINT, TRAINING_LOG),
+    "export": (HF_CONFIG, HF_WEIGHTS, HF_TOKENIZER_CONFIG, HF_TOKENIZER, HF_TRAINING_LANGUAGES),
+    "evaluate": (EVAL_JSON, EVAL_PLOT, EVAL_MLM_BATCHES),
+    "finetune": (FINETUNE_RESULT,),
+    "demo-input": (DEMO_TRUTH,),
+    "merge": (MERGE_RANGES,),
+}
 
 
 # -- ownership: the stage markers ---------------------------------------------------------------
@@ -232,15 +332,7 @@ def write_marker(directory: str | os.PathLike, stage: str, **extra) -> None:
     """Write `stage`'s marker into `directory` (created), atomically."""
     meta = os.path.join(os.fspath(directory), META_DIR)
     os.makedirs(meta, exist_ok=True)
-    path = os.path.join(meta, MARKER_FILE)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(marker_bytes(stage, **extra))
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(os.path.join(meta, MARKER_FILE), marker_bytes(stage, **extra))
 
 
 def claim(directory: str | os.PathLike, stage: str, **extra) -> None:
@@ -276,6 +368,124 @@ def remove_tree_no_follow(path: str | os.PathLike) -> None:
     shutil.rmtree(path)
 
 
+# -- model presets (cc100 pretrain --config) ----------------------------------------------------
+
+# name -> the encoder's size (model/xlmr.py XLMRConfig fields) and the training defaults of that
+# size (train/config.py; any of them can be overridden on the command line). base/large are
+# XLM-R's (Conneau et al. 2020) with RoBERTa's learning rates; tiny trains on a CPU in seconds.
+MODEL_PRESETS: dict[str, dict[str, dict]] = {
+    "tiny": {"model": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
+             "train": dict(max_len=128, batch_tokens=16 * 128, lr=1e-3, micro_batch=16)},
+    "small": {"model": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+              "train": dict(max_len=512, batch_tokens=256 * 512, lr=6e-4, micro_batch=32)},
+    "base": {"model": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+             "train": dict(max_len=512, batch_tokens=8192 * 512, lr=6e-4, micro_batch=32)},
+    "large": {"model": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+              "train": dict(max_len=512, batch_tokens=8192 * 512, lr=4e-4, micro_batch=16)},
+}
+
+
+# -- shared parsers: what a user types for snapshots, segments and lists ------------------------
+
+SNAPSHOT_RE = re.compile(r"^CC-MAIN-(\d{4})-(\d{2})$")
+
+
+def validate_snapshot(name: str) -> str:
+    """Return `name` if it looks like CC-MAIN-YYYY-WW (a weekly crawl id), else ValueError."""
+    match = SNAPSHOT_RE.match(name.strip()) if isinstance(name, str) else None
+    if not match or not 2013 <= int(match[1]) <= 2100 or not 1 <= int(match[2]) <= 53:
+        raise ValueError(f"invalid snapshot name {name!r}: expected CC-MAIN-YYYY-WW "
+                         "(year 2013 or later, week 01-53), e.g. CC-MAIN-2019-30")
+    return name.strip()
+
+
+def parse_segments(spec: str) -> list[int]:
+    """'0-99' or '3,5,10-12' -> sorted unique indices; 'all' -> [] meaning every segment."""
+    text = spec.strip()
+    if text.lower() in ("all", "*"):
+        return []
+    indices: set[int] = set()
+    for token in text.split(","):
+        token = token.strip()
+        first, dash, last = token.partition("-")
+        if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
+            raise ValueError(f"invalid --segments {spec!r}: bad item {token!r} (expected N, "
+                             "N-M or a comma-separated list, e.g. '0-99' or '3,5,10-12')")
+        lo, hi = int(first), int(last) if dash else int(first)
+        if hi < lo:
+            raise ValueError(f"invalid --segments {spec!r}: range {token!r} ends before it starts")
+        indices.update(range(lo, hi + 1))
+    return sorted(indices)
+
+
+def format_segments(indices: Iterable[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8' (the inverse of parse_segments)."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def parse_comma_list(text: str | None) -> tuple[str, ...]:
+    """'en,fr, de,,en' -> ('en', 'fr', 'de'): stripped, empty items and repeats dropped; None -> ()."""
+    if not text:
+        return ()
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def parse_languages(text: str | None) -> tuple[str, ...]:
+    """`--langs en,fr, de` -> ("en", "fr", "de"); empty or None -> () (every language)."""
+    return parse_comma_list(text)
+
+
+# -- atomic writes: a reader sees the old file or the new one, never half of one ----------------
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A hidden temporary name beside `path` (same directory, so a rename replaces it atomically):
+    DIR/.NAME.tmpPID (the writer's pid: train/checkpoint.py clears those of dead writers)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Make the finished temporary file `tmp` durable (fsync) and rename it over `path`."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, tmp: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Write to the yielded temporary path; when the block ends without an error it is fsynced and
+    renamed over `path`; on an error it is removed and `path` is left as it was. `tmp` overrides
+    the temporary name (default `temporary_path`)."""
+    tmp = Path(tmp) if tmp is not None else temporary_path(path)
+    try:
+        yield tmp
+        commit_file(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, tmp: str | os.PathLike | None = None) -> None:
+    """`path` gets `data`, atomically (see atomic_path)."""
+    with atomic_path(path, tmp) as t:
+        t.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: str | os.PathLike, obj, **dumps) -> None:
+    """json.dumps(obj, **dumps) and a newline, UTF-8, atomically."""
+    atomic_write_text(path, json.dumps(obj, **dumps) + "\n")
+
+
 # -- completion: a stage says "up to date" (like make) ------------------------------------------
 #
 # At the end of a successful run a stage writes META_DIR/COMPLETE_FILE: its config (the settings
@@ -309,19 +519,6 @@ def completion_record(stage: str, config: dict, inputs: dict) -> dict:
 
 def completion_bytes(record: dict) -> bytes:
     return (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `path` whole or not at all (a temporary file in the same directory, renamed)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
 
 
 def mark_complete(directory: str | os.PathLike, stage: str, config: dict, inputs: dict) -> dict:

@@ -35,6 +35,8 @@ from pipeline.contracts import (  # noqa: E402
     DATASET_CARD,
     FILES_REPORT,
     STATS_FILE,
+    STATS_TOP_LINES,
+    TOP_LINES_FILE,
     decisive,
     describe_os_error,
     find_meta,
@@ -99,7 +101,6 @@ from pipeline.utils.tools import ModelFileError  # noqa: E402
 
 LOG = logging.getLogger("cc100.corpus")
 PROGRESS_EVERY_S = float(os.environ.get("CC100_PROGRESS_EVERY_S", "30"))  # log lines, not a tty
-TOP_LINES_FILE = "top_duplicate_lines.json"  # in the staging META_DIR; moved into stats.json
 
 
 def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segment], root: str,
@@ -349,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             "counters": counters,
             "counter_help": {k: v for k, v in COUNTER_HELP.items() if k in counters},
             "languages": summarize_counters(counters),
-            "top_duplicate_lines": _read_top_lines(meta_path(staging, TOP_LINES_FILE)),
+            STATS_TOP_LINES: _read_top_lines(meta_path(staging, TOP_LINES_FILE)),
             "partitions": partitions(parts),
             "parts": parts,
             "problem_files": [{"path": r["path"], "problems": r["problems"]}

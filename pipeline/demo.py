@@ -29,23 +29,20 @@ Deterministic: the same seed gives the same bytes (gzip with mtime 0, seeded rec
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
-import gzip
-import hashlib
 import importlib.resources
 import json
-import os
 import random
 import re
 import sys
-import tempfile
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.contracts import META_DIR, REPORT_DIR, STATS_FILE, OwnershipError, claim, find_meta, meta_path
+from pipeline.contracts import (CHECKPOINT, DEMO_REFERENCE_DIR, DEMO_TRUTH, DEMO_WET_DIR, META_DIR, REPORT_DIR,
+                                REPORT_INDEX, RUN_EXPORT_DIR, SHARDS_MANIFEST, STATS_FILE, TRAINING_LOG, VOCAB_MODEL,
+                                OwnershipError, atomic_write_bytes, claim, find_meta, lm_languages, meta_path)
+from pipeline.writers import wet
 
 DATA_PACKAGE = "pipeline"
 DATA_DIR = "demo_data"
@@ -80,7 +77,7 @@ CRAWL = "CC-MAIN-DEMO"
 CRAWL_START = dt.datetime(2024, 5, 17, 0, 0, 0, tzinfo=dt.timezone.utc)
 CRAWL_SECONDS = 3 * 24 * 3600
 WET_FILES = ("demo-00000.warc.wet.gz", "demo-00001.warc.wet.gz")
-LAYOUTS = ("2019", "2024")  # header layout of each WET file, in order
+LAYOUTS = wet.LAYOUTS  # header layout of each WET file, in order
 MAX_JACCARD_TRIES = 40  # candidate sentence sets per article (keeps articles distinct)
 
 
@@ -559,19 +556,6 @@ def compose_pages(bundle: Bundle, seed: int = 0) -> list[Page]:
 # -- WET records -----------------------------------------------------------------------------
 
 
-def block_digest(payload: bytes) -> str:
-    return "sha1:" + base64.b32encode(hashlib.sha1(payload).digest()).decode("ascii")
-
-
-def record_id(rng: random.Random) -> str:
-    return f"<urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}>"
-
-
-def warc_record(headers: list[tuple[str, str]], payload: bytes) -> bytes:
-    head = "WARC/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
-    return head.encode("utf-8") + payload + b"\r\n\r\n"
-
-
 def warcinfo_record(filename: str, layout: str, rng: random.Random) -> bytes:
     date = CRAWL_START.strftime("%Y-%m-%dT%H:%M:%SZ")
     fields = [
@@ -583,51 +567,19 @@ def warcinfo_record(filename: str, layout: str, rng: random.Random) -> bytes:
         ("description", "Synthetic multilingual pages written for the cc100 repository"),
         ("publisher", "cc100"),
     ]
-    payload = "".join(f"{k}: {v}\r\n" for k, v in fields).encode("utf-8")
-    headers = [
-        ("WARC-Type", "warcinfo"),
-        ("WARC-Date", date),
-        ("WARC-Filename", filename),
-        ("WARC-Record-ID", record_id(rng)),
-        ("Content-Type", "application/warc-fields"),
-        ("Content-Length", str(len(payload))),
-    ]
-    if layout == "2024":
-        headers.append(("WARC-Block-Digest", block_digest(payload)))
-    return warc_record(headers, payload)
+    return wet.warcinfo_record(filename, date, wet.record_id(rng), fields, layout)
 
 
 def conversion_record(page: Page, layout: str, rng: random.Random) -> bytes:
-    payload = page.text.encode("utf-8")
-    digest = block_digest(payload)
-    headers = [
-        ("WARC-Type", "conversion"),
-        ("WARC-Target-URI", page.url),
-        ("WARC-Date", page.date),
-        ("WARC-Record-ID", record_id(rng)),
-        ("WARC-Refers-To", record_id(rng)),
-        ("WARC-Block-Digest", digest),
-    ]
-    if layout == "2024":
-        langs = [ISO639_3[x] for x in page.lang.split("+") if x in ISO639_3]
-        if langs:
-            headers.append(("WARC-Identified-Content-Language", ",".join(langs)))
-        headers += [
-            ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(payload))),
-            ("WARC-Payload-Digest", digest),
-        ]
-    else:
-        headers += [("Content-Type", "text/plain"), ("Content-Length", str(len(payload)))]
-    return warc_record(headers, payload)
+    record, refers_to = wet.record_id(rng), wet.record_id(rng)
+    languages = [ISO639_3[x] for x in page.lang.split("+") if x in ISO639_3]
+    return wet.conversion_record(page.url, page.date, record, refers_to, page.text, layout, languages)
 
 
 def wet_bytes(filename: str, layout: str, pages: list[Page], rng: random.Random) -> bytes:
-    """One gzip member per record, as Common Crawl writes WET files."""
-    members = [gzip.compress(warcinfo_record(filename, layout, rng), compresslevel=9, mtime=0)]
-    for page in pages:
-        members.append(gzip.compress(conversion_record(page, layout, rng), compresslevel=9, mtime=0))
-    return b"".join(members)
+    """The warcinfo record, then one conversion record per page (pipeline/writers/wet.py)."""
+    records = [warcinfo_record(filename, layout, rng)] + [conversion_record(p, layout, rng) for p in pages]
+    return wet.wet_bytes(records)
 
 
 # -- the whole demo input --------------------------------------------------------------------
@@ -663,15 +615,7 @@ def truth_entries(split: list[tuple[str, list[Page]]]) -> list[dict]:
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def generate(output: Path, seed: int = 0) -> Summary:
@@ -684,10 +628,10 @@ def generate(output: Path, seed: int = 0) -> Summary:
     sizes = {}
     for (filename, part), layout in zip(split, LAYOUTS):
         data = wet_bytes(filename, layout, part, rng)
-        write_atomic(output / "wet" / filename, data)
+        write_atomic(output / DEMO_WET_DIR / filename, data)
         sizes[filename] = len(data)
     for lang, sentences in bundle.reference.items():
-        write_atomic(output / "reference" / f"{lang}.txt", ("\n".join(sentences) + "\n").encode())
+        write_atomic(output / DEMO_REFERENCE_DIR / f"{lang}.txt", ("\n".join(sentences) + "\n").encode())
     summary = Summary(
         output=str(output),
         wet_files=sizes,
@@ -699,7 +643,7 @@ def generate(output: Path, seed: int = 0) -> Summary:
     counts = {k: v for k, v in asdict(summary).items() if k != "output"}  # same bytes anywhere
     truth = {"seed": seed, "crawl": CRAWL, "layouts": dict(zip(WET_FILES, LAYOUTS)),
              "summary": counts, "pages": truth_entries(split)}
-    write_atomic(output / "truth.json",
+    write_atomic(output / DEMO_TRUTH,
                  (json.dumps(truth, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     return summary
 
@@ -726,11 +670,11 @@ DEMO_LAYOUT = (
     ("input", "input/wet", "WET files + reference text (python -m pipeline.demo)"),
     ("lm", "lm", "SentencePiece + KenLM scoring models (cc100 lm)"),
     ("corpus", "corpus", "per-language Parquet + dataset card (cc100 corpus)"),
-    ("report", f"corpus/{META_DIR}/{REPORT_DIR}/index.html", "corpus report (cc100 report)"),
-    ("vocab", "vocab/sentencepiece.bpe.model", "SentencePiece vocabulary (cc100 vocab)"),
-    ("shards", "shards/manifest.json", "token shards (cc100 tokenize)"),
-    ("run", "run/log.jsonl", "pretraining log + checkpoint.pt (cc100 pretrain)"),
-    ("hf", "run/hf", "Hugging Face XLMRobertaForMaskedLM export"),
+    ("report", f"corpus/{META_DIR}/{REPORT_DIR}/{REPORT_INDEX}", "corpus report (cc100 report)"),
+    ("vocab", f"vocab/{VOCAB_MODEL}", "SentencePiece vocabulary (cc100 vocab)"),
+    ("shards", f"shards/{SHARDS_MANIFEST}", "token shards (cc100 tokenize)"),
+    ("run", f"run/{TRAINING_LOG}", f"pretraining log + {CHECKPOINT} (cc100 pretrain)"),
+    ("hf", f"run/{RUN_EXPORT_DIR}", "Hugging Face XLMRobertaForMaskedLM export"),
 )
 
 
@@ -745,10 +689,10 @@ def _details(name: str, path: Path) -> str:
     """One short fact per artifact, read from the files each stage writes."""
     root = path.parent if name in ("corpus", "input") else path
     if name == "input":
-        truth = _json(root / "truth.json").get("summary", {})
+        truth = _json(root / DEMO_TRUTH).get("summary", {})
         return f"{truth.get('records', '?')} pages in {len(list(path.glob('*.warc.wet.gz')))} files"
     if name == "lm":
-        return f"{len(list(path.glob('*.arpa.bin')))} languages"
+        return f"{len(lm_languages(path))} languages"
     if name == "corpus":
         stats = _json(Path(find_meta(path, STATS_FILE) or meta_path(path, STATS_FILE)))
         docs = stats.get("counters", {}).get("documents_out", "?")

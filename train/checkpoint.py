@@ -20,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.contracts import describe_os_error, find_os_error
+from pipeline.contracts import CHECKPOINT, atomic_path, describe_os_error, find_os_error
 from pipeline.utils.leftovers import pid_alive  # standard library only
 
 FORMAT = "cc100-pretrain-checkpoint-v1"
-CHECKPOINT = "checkpoint.pt"
 
 
 class CheckpointError(ValueError):
@@ -32,8 +31,9 @@ class CheckpointError(ValueError):
 
 
 def remove_dead_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete `.{name}.tmp{PID}` files beside `path` whose writer is gone (a killed save leaves
-    one, gigabytes for base/large); a live PID keeps its file. Returns what was deleted."""
+    """Delete `.{name}.tmp{PID}` files (contracts.temporary_path) beside `path` whose writer is
+    gone (a killed save leaves one, gigabytes for base/large); a live PID keeps its file. Returns
+    what was deleted."""
     path = Path(path)
     pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp([0-9]+)")
     removed = []
@@ -49,21 +49,15 @@ def save_checkpoint(path: str | os.PathLike, bundle: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             torch.save({**bundle, "format": FORMAT}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch reports a failed write (full disk) as RuntimeError
         os_error = find_os_error(e)
         if os_error is None:
             raise
         raise CheckpointError(f"cannot save the checkpoint: {describe_os_error(os_error, path)} "
                               f"(the previous {path.name}, if any, is kept)") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

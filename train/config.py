@@ -12,15 +12,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from pipeline.contracts import MODEL_PRESETS
 from train.data import PACKINGS
 
-# model preset -> training defaults (any of them can be overridden on the command line)
-PRESETS: dict[str, dict] = {
-    "tiny": dict(max_len=128, batch_tokens=16 * 128, lr=1e-3, micro_batch=16),
-    "small": dict(max_len=512, batch_tokens=256 * 512, lr=6e-4, micro_batch=32),
-    "base": dict(max_len=512, batch_tokens=8192 * 512, lr=6e-4, micro_batch=32),
-    "large": dict(max_len=512, batch_tokens=8192 * 512, lr=4e-4, micro_batch=16),
-}
+# model preset -> training defaults (pipeline/contracts.py; any of them can be overridden on the
+# command line)
+PRESETS: dict[str, dict] = {name: preset["train"] for name, preset in MODEL_PRESETS.items()}
 
 
 def _positive_int(obj, name: str, allow_zero: bool = False) -> None:
@@ -115,8 +112,6 @@ class TrainConfig:
     eval_tatoeba: str | None = None  # Tatoeba dir (LASER layout): retrieval accuracy with each validation
 
     def __post_init__(self) -> None:
-        from model.xlmr import PRESETS as MODEL_PRESETS
-
         if self.model not in MODEL_PRESETS:
             raise ValueError(f"TrainConfig.model must be one of {', '.join(MODEL_PRESETS)}, "
                              f"got {self.model!r}")

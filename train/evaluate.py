@@ -37,13 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.contracts import (OwnershipError, claim, clear_completion, decisive, fingerprint, mark_complete,
-                                pop_force, skip_if_up_to_date)
+from pipeline.contracts import (EVAL_JSON, EVAL_PLOT, OwnershipError, claim, clear_completion, decisive,
+                                fingerprint, mark_complete, pop_force, skip_if_up_to_date)
+from pipeline.contracts import EVAL_MLM_BATCHES as MLM_BATCHES
 
 EVALUATE_STAGE = "evaluate"  # the marker of an evaluation directory
-EVAL_JSON = "eval.json"
-EVAL_PLOT = "eval.png"
-MLM_BATCHES = "mlm_heldout.npz"
 TATOEBA_MAX_LEN = 512  # XTREME's MAXL
 
 # The 36 XTREME Tatoeba languages (LASER codes, ISO 639-3) -> the corpus's LID-176 codes.

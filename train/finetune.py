@@ -25,13 +25,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.contracts import OwnershipError, check_claimable, claim
+from pipeline.contracts import FINETUNE_RESULT as RESULT_JSON
+from pipeline.contracts import HF_CONFIG, RUN_EXPORT_DIR, OwnershipError, check_claimable, claim
 
 LABELS = ("entailment", "neutral", "contradiction")  # ids 0, 1, 2 (as the XNLI dataset on the Hub)
 LABEL_ALIASES = {"contradictory": "contradiction"}  # XNLI-MT's spelling
 COLUMNS = (("sentence1", "sentence2", "gold_label"), ("premise", "hypo", "label"))
 FINETUNE_STAGE = "finetune"  # the marker of a fine-tuning directory
-RESULT_JSON = "xnli.json"
 
 
 class FinetuneError(ValueError):
@@ -111,8 +111,8 @@ def accuracy_by_language(predictions, labels, languages: list[str]) -> dict[str,
 def resolve_model_dir(path: str | Path) -> Path:
     """An exported directory, or a run directory's hf/ export."""
     path = Path(path)
-    for candidate in (path, path / "hf"):
-        if (candidate / "config.json").is_file():
+    for candidate in (path, path / RUN_EXPORT_DIR):
+        if (candidate / HF_CONFIG).is_file():
             return candidate
     raise FinetuneError(f"--model {path}: no config.json (pass an exported directory, e.g. RUN/hf)")
 

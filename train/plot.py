@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.contracts import TRAINING_LOG
+
 
 def read_log(path: Path) -> list[dict]:
     """The records of a log.jsonl; a line cut by a killed run is skipped."""
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     logs = {}
     for path in a.logs:
-        path = path / "log.jsonl" if path.is_dir() else path
+        path = path / TRAINING_LOG if path.is_dir() else path
         if not path.is_file():
             print(f"cc100 plot: error: {path}: no such log", file=sys.stderr)
             return 2

@@ -26,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.contracts import SHARDS_MANIFEST as MANIFEST
+from pipeline.contracts import atomic_path, atomic_write_json, commit_file, temporary_path
+
 FORMAT = "cc100-token-shards"
 VERSION = 2  # 1: one </s> per document (paragraphs glued together); 2: </s> after every paragraph
 SPLITS = ("train", "valid")
-MANIFEST = "manifest.json"
 
 
 class ShardError(ValueError):
@@ -49,15 +51,8 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON to a temporary file beside `path`, fsync, then rename over it."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """The shards' JSON files (manifest, finished parts), written atomically."""
+    atomic_write_json(path, obj, indent=1, ensure_ascii=False)
 
 
 class ShardWriter:
@@ -68,7 +63,7 @@ class ShardWriter:
         self.dtype = np.dtype(dtype)
         self.bin_path = self.prefix.with_name(self.prefix.name + ".bin")
         self.idx_path = self.prefix.with_name(self.prefix.name + ".idx.npy")
-        self._tmp_bin = self.bin_path.with_name(self.bin_path.name + ".tmp")
+        self._tmp_bin = temporary_path(self.bin_path)
         self._f = open(self._tmp_bin, "wb")
         self._ends: list[int] = [0]
         self.max_id = -1
@@ -92,13 +87,10 @@ class ShardWriter:
         self._ends.append(self._ends[-1] + int(arr.size))
 
     def close(self) -> dict:
-        self._f.flush()
-        os.fsync(self._f.fileno())
         self._f.close()
-        tmp_idx = self.idx_path.with_name(self.idx_path.name[: -len(".npy")] + ".tmp.npy")
-        np.save(tmp_idx, np.asarray(self._ends, dtype=np.int64))
-        os.replace(self._tmp_bin, self.bin_path)
-        os.replace(tmp_idx, self.idx_path)
+        commit_file(self._tmp_bin, self.bin_path)
+        with atomic_path(self.idx_path) as tmp_idx, open(tmp_idx, "wb") as f:
+            np.save(f, np.asarray(self._ends, dtype=np.int64))
         return {"tokens": self.tokens, "docs": self.docs, "max_id": self.max_id}
 
     def abort(self) -> None:

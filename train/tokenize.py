@@ -29,14 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.utils.cliflags import add_deprecated_alias, add_list
-from pipeline.contracts import (OwnershipError, claim, clear_completion, fingerprint, mark_complete, part_files,
-                                pop_force, skip_if_up_to_date)
+from pipeline.contracts import (VOCAB_MODEL, OwnershipError, claim, clear_completion, fingerprint, mark_complete,
+                                part_files, pop_force, skip_if_up_to_date)
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
                           file_sha256, write_json_atomic)
 from train.shards import VERSION as SHARDS_VERSION
 
 STAGE = "tokenize"  # the stage name in SHARDS/.cc100/stage.json
-VOCAB_MODEL = "sentencepiece.bpe.model"
 DONE_SUFFIX = ".done.json"
 
 

@@ -23,16 +23,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline.contracts import (OwnershipError, check_claimable, claim, clear_completion, fingerprint,
-                                mark_complete, read_marker, undecodable_name, write_marker)
+from pipeline.contracts import TRAINING_LOG as LOG
+from pipeline.contracts import (RUN_EXPORT_DIR, VOCAB_MODEL, OwnershipError, atomic_write_text, check_claimable, claim,
+                                clear_completion, fingerprint, mark_complete, read_marker, undecodable_name,
+                                write_marker)
 from train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state,
                               save_checkpoint, set_rng_state)
 from train.config import RESUME_KEYS, TrainConfig, lookup, resume_mismatches
 from train.data import IGNORE_INDEX, MLMStream, Prefetcher, validation_sets
 from train.shards import ShardError, file_sha256, load_manifest
 
-VOCAB_MODEL = "sentencepiece.bpe.model"
-LOG = "log.jsonl"
 # dense bf16 peak FLOP/s by device name (for MFU); unknown devices get no MFU
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
               "A10": 125e12, "V100": 125e12}
@@ -274,9 +274,7 @@ class Trainer:
                         keep.append(line)
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut by the kill
-            tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, "".join(k + "\n" for k in keep))
         self._log_file = open(path, "a", encoding="utf-8")
 
     # -- one optimizer step ---------------------------------------------------------------------
@@ -428,7 +426,7 @@ class Trainer:
         if self.rank == 0:
             from model.hf import save_pretrained
 
-            hf = self.run_dir / "hf"
+            hf = self.run_dir / RUN_EXPORT_DIR
             if read_marker(hf) is None:  # an export inside our own run dir: `cc100 export` may rewrite it
                 write_marker(hf, "export")
             save_pretrained(self.raw_model, hf, vocab_file=self.vocab_file,
@@ -443,7 +441,7 @@ class Trainer:
         for lang, v in sorted(val_history.items()):
             self.log(f"  val_loss {lang:<6} {v:.4f} (ppl {math.exp(min(v, 50)):.1f})")
         self.log(f"  checkpoint {self.run_dir / CHECKPOINT}\n  log        {self.run_dir / LOG}\n"
-                 f"  hf export  {self.run_dir / 'hf'}")
+                 f"  hf export  {self.run_dir / RUN_EXPORT_DIR}")
         return summary
 
     def _write_log(self, rec: dict) -> None:

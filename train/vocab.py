@@ -37,8 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.utils.cliflags import add_list
-from pipeline.contracts import (OwnershipError, check_claimable, claim, clear_completion, decisive,
-                                describe_os_error, fingerprint, mark_complete, pop_force,
+from pipeline.contracts import VOCAB_CONFIG as CONFIG_NAME
+from pipeline.contracts import VOCAB_MODEL as MODEL_NAME  # the file name transformers' XLMRobertaTokenizer expects
+from pipeline.contracts import VOCAB_SAMPLING as SAMPLING_NAME
+from pipeline.contracts import (OwnershipError, atomic_write_bytes, check_claimable, claim, clear_completion,
+                                decisive, describe_os_error, fingerprint, mark_complete, pop_force,
                                 skip_if_up_to_date)
 from pipeline.utils.progress import Progress
 from train.corpus_reader import (
@@ -53,9 +56,6 @@ from train.sampling import allocate, alpha_sampling_probs, raw_shares
 from train.tokenizer import XLMRTokenizer
 
 STAGE = "vocab"  # the stage name in VOCAB_DIR/.cc100/stage.json
-MODEL_NAME = "sentencepiece.bpe.model"  # the file name transformers' XLMRobertaTokenizer expects
-SAMPLING_NAME = "sampling.json"
-CONFIG_NAME = "vocab_config.json"
 # SentencePiece skips longer input lines (bytes); we cut them at a character boundary instead.
 MAX_SENTENCE_BYTES = 4192
 SHARE_UNITS = ("lines", "chars")
@@ -687,12 +687,9 @@ def run(cfg: VocabConfig, log=print) -> dict:
     check_output(cfg.output, write=True)
     clear_completion(cfg.output)  # rewritten in place: complete again only at the end
     model_path = cfg.output / MODEL_NAME
-    tmp_path = model_path.with_suffix(".tmp")
-    try:
-        tmp_path.write_bytes(model)
-        tmp_path.replace(model_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)  # a full disk leaves no half-written model behind
+    # a full disk leaves no half-written model behind (the temporary name is the one the
+    # full-disk message has always named)
+    atomic_write_bytes(model_path, model, tmp=model_path.with_suffix(".tmp"))
     table = {
         lang: {
             "raw_share": r["raw_share"],

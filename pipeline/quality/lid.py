@@ -29,6 +29,7 @@ from typing import Iterable
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.contracts import parse_languages as parse_langs  # noqa: F401 (pipeline.quality.lid.parse_langs)
 from pipeline.utils.batch import BatchDocuments
 from pipeline.schema import Document
 from pipeline.utils.tools import ModelFileError, local_copy
@@ -265,13 +266,6 @@ class LidConfig:
         object.__setattr__(self, "langs", tuple(self.langs))
         if any(not lang or "," in lang or lang != lang.strip() for lang in self.langs):
             raise ValueError(f"langs must be non-empty language codes, got {list(self.langs)}")
-
-
-def parse_langs(value: str | None) -> tuple[str, ...]:
-    """`--langs en,fr, de` -> ("en", "fr", "de"); empty or None -> ()."""
-    if not value:
-        return ()
-    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
 
 
 class _SharedModel:

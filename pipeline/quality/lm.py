@@ -31,8 +31,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.contracts import (UP_TO_DATE, OwnershipError, claim, completion_record, content_fingerprint,
-                                decisive, mark_complete, pop_force, read_completion)
+from pipeline.contracts import (UP_TO_DATE, OwnershipError, atomic_path, claim, completion_record,
+                                content_fingerprint, decisive, mark_complete, pop_force, read_completion)
 from pipeline.normalize import normalize
 from pipeline.quality.perplexity import LM_SUFFIX, SP_SUFFIX, perplexity, tokenize
 from pipeline.utils.tools import ToolNotFoundError, find_tool, is_local
@@ -169,9 +169,8 @@ def _publish(local: Path, dest: str) -> None:
     if is_local(dest):
         dest = dest[len("file://") :] if dest.startswith("file://") else dest
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        tmp = f"{dest}.tmp-{os.getpid()}"
-        shutil.copyfile(local, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(local, tmp)
         return
     from apache_beam.io.filesystems import FileSystems
 

@@ -35,13 +35,13 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.utils.batch import BatchDocuments
+from pipeline.contracts import LM_KENLM_SUFFIX as LM_SUFFIX
+from pipeline.contracts import LM_SP_SUFFIX as SP_SUFFIX
 from pipeline.normalize import normalize
 from pipeline.schema import Document
 from pipeline.utils.tools import ModelFileError, local_copy, require_file
 
 METRICS_NAMESPACE = "cc100"
-SP_SUFFIX = ".sp.model"
-LM_SUFFIX = ".arpa.bin"
 LONG_LINE_CHARS = 1 << 18  # longer normalised lines are encoded and scored in pieces
 
 

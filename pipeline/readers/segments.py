@@ -44,6 +44,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from pipeline.contracts import STATS_FILE
 from pipeline.readers.download import RetryPolicy
 from pipeline.writers.parquet import CorpusIOError, remove_tree, write_json
 from pipeline.utils.progress import Progress
@@ -56,7 +57,7 @@ SPOOL_VERSION = 1  # bump when the spool layout or the parser's output changes
 WORK_CONFIG = "work.json"
 SPOOL_DIR = "segments"
 DOWNLOAD_DIR = "downloads"
-FAILED_RUN_STATS = "stats.json"  # WORK/stats.json: the accounting of a run that did not commit
+FAILED_RUN_STATS = STATS_FILE  # WORK/stats.json: the accounting of a run that did not commit
 SPOOL_REPORT_KEY = b"cc100_segment_report"
 SPOOL_BATCH = 1000  # documents per Parquet row group of a spool (bounds a worker's memory)
 _SAFE_RE = re.compile(r"[^A-Za-z0-9_.-]")

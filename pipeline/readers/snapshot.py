@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pipeline.contracts import parse_segments, validate_snapshot  # the parsers every command shares
 from pipeline.utils import logs
 from pipeline.utils.cliflags import add_deprecated_alias
 from pipeline.readers.download import (
@@ -49,18 +50,6 @@ from pipeline.readers.download import (
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://data.commoncrawl.org/"
-SNAPSHOT_RE = re.compile(r"^CC-MAIN-(\d{4})-(\d{2})$")
-
-
-def validate_snapshot(name: str) -> str:
-    """Return `name` if it looks like CC-MAIN-YYYY-WW (a weekly crawl id), else ValueError."""
-    match = SNAPSHOT_RE.match(name.strip()) if isinstance(name, str) else None
-    if not match or not 2013 <= int(match[1]) <= 2100 or not 1 <= int(match[2]) <= 53:
-        raise ValueError(f"invalid snapshot name {name!r}: expected CC-MAIN-YYYY-WW "
-                         "(year 2013 or later, week 01-53), e.g. CC-MAIN-2019-30")
-    return name.strip()
-
-
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _UNSAFE_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]")
 LISTING_ROOT = "crawl-data"  # every line of a wet.paths listing starts with it
@@ -152,25 +141,6 @@ def warc_problem(path: str | Path) -> str | None:
     if head.startswith(b"WARC/"):
         return None
     return f"not a WARC/WET file: it starts with {head[:40]!r}" if head else "not a WARC/WET file: it is empty"
-
-
-def parse_segments(spec: str) -> list[int]:
-    """'0-99' or '3,5,10-12' -> sorted unique indices; 'all' -> [] meaning every segment."""
-    text = spec.strip()
-    if text.lower() in ("all", "*"):
-        return []
-    indices: set[int] = set()
-    for token in text.split(","):
-        token = token.strip()
-        first, dash, last = token.partition("-")
-        if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
-            raise ValueError(f"invalid --segments {spec!r}: bad item {token!r} (expected N, "
-                             "N-M or a comma-separated list, e.g. '0-99' or '3,5,10-12')")
-        lo, hi = int(first), int(last) if dash else int(first)
-        if hi < lo:
-            raise ValueError(f"invalid --segments {spec!r}: range {token!r} ends before it starts")
-        indices.update(range(lo, hi + 1))
-    return sorted(indices)
 
 
 def select_segments(paths: list[str], spec: str, *, allow_invalid: bool = False) -> list[str]:

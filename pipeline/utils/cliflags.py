@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline.contracts import parse_comma_list as comma_list
+
 # concept -> its one flag; OLD_SPELLINGS are refused in a parser unless registered as aliases
 LANGS = "--langs"
 OUTPUT = "--output"
@@ -28,11 +30,6 @@ OLD_SPELLINGS = {
     "--max-concurrent": MAX_DOWNLOADS, "--concurrency": MAX_DOWNLOADS,
     "--cache-dir": DOWNLOAD_CACHE,
 }
-
-
-def comma_list(text: str) -> tuple[str, ...]:
-    """'en,fr, de,,en' -> ('en', 'fr', 'de'): stripped, empty items and repeats dropped."""
-    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
 
 
 def deprecation(parser: argparse.ArgumentParser, message: str) -> None:

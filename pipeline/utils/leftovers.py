@@ -28,16 +28,15 @@ import shutil
 import socket
 import uuid
 
-from pipeline.contracts import DATASET_CARD
+from pipeline.contracts import CUTOFFS_FILE, DATASET_CARD, FILES_REPORT, META_DIR, STATS_FILE, TOP_LINES_FILE
 
 LOG = logging.getLogger("cc100.corpus")
 STAGING_INFIX = ".tmp-"
 _STAGING_RE = re.compile(r"\.tmp-([0-9a-f]{8})-([0-9]+)-[0-9a-f]{12}$")
 _OLD_STAGING_RE = re.compile(r"\.tmp-[0-9a-f]{12}$")  # cc100 before the owner was in the name
 # What a staging directory may hold besides {language}/{bucket}/part-*.parquet.
-STAGING_FILES = frozenset({"stats.json", "files.jsonl", "cutoffs.csv", "top_duplicate_lines.json", ".write-probe",
-                           DATASET_CARD})
-STAGING_DIR_PREFIXES = ("beam-temp-", ".cc100")  # WriteToText's temporary files; the metadata dir
+STAGING_FILES = frozenset({STATS_FILE, FILES_REPORT, CUTOFFS_FILE, TOP_LINES_FILE, ".write-probe", DATASET_CARD})
+STAGING_DIR_PREFIXES = ("beam-temp-", META_DIR)  # WriteToText's temporary files; the metadata dir
 _PARTITION_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

@@ -16,7 +16,7 @@ from importlib import metadata as importlib_metadata
 
 import pyarrow as pa
 
-from pipeline.contracts import CUTOFFS_FILE, FILES_REPORT, META_DIR, PART_GLOB, STATS_FILE
+from pipeline.contracts import CUTOFFS_FILE, FILES_REPORT, META_DIR, PART_GLOB, STATS_FILE, partition_glob
 from pipeline.schema import COLUMN_DOCS, OUTPUT_SCHEMA
 
 TEMPLATE = "card.md.j2"
@@ -68,8 +68,8 @@ def configs(parts: dict[str, dict[str, dict]]) -> list[dict]:
     """`default` (every file), then per language and per language/bucket; one split, train."""
     out = [{"name": "default", "path": PART_GLOB}]
     for language, buckets in parts.items():
-        out.append({"name": language, "path": f"{language}/*/*.parquet"})
-        out += [{"name": f"{language}_{bucket}", "path": f"{language}/{bucket}/*.parquet"} for bucket in buckets]
+        out.append({"name": language, "path": partition_glob(language)})
+        out += [{"name": f"{language}_{bucket}", "path": partition_glob(language, bucket)} for bucket in buckets]
     return out
 
 

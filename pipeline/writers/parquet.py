@@ -46,7 +46,9 @@ from pipeline.contracts import (
     claim_problem,
     marker_bytes,
     ownership_problem,
+    PART_FILE_GLOB,
     parse_marker,
+    part_name,
     remove_tree_no_follow,
     undecodable_name,
 )
@@ -129,7 +131,7 @@ def n_files(n_docs: int, docs_per_file: int) -> int:
 
 
 def part_path(root: str, language: str, bucket: str, shard: int, n: int) -> str:
-    return FileSystems.join(root, language, bucket, f"part-{shard:05d}-of-{n:05d}.parquet")
+    return FileSystems.join(root, language, bucket, part_name(shard, n))
 
 
 def parquet_schema(metadata: dict | None) -> pa.Schema:
@@ -386,7 +388,7 @@ def commit_output(staging: str, output: str, overwrite: bool) -> None:
 
 def list_parts(root: str) -> list[dict]:
     """Every Parquet part under root/{language}/{bucket}/ with its row count (from the footer)."""
-    pattern = FileSystems.join(root, "*", "*", "part-*.parquet")
+    pattern = FileSystems.join(root, "*", "*", PART_FILE_GLOB)
     parts = []
     for m in sorted(FileSystems.match([pattern])[0].metadata_list, key=lambda m: m.path):
         with FileSystems.open(m.path, compression_type="uncompressed") as f:

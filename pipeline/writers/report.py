@@ -40,7 +40,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -53,8 +52,13 @@ from pipeline.contracts import (
     CUTOFFS_FILE,
     META_DIR,
     REPORT_DIR,
+    REPORT_INDEX,
+    REPORT_JSON,
     STATS_FILE,
+    STATS_LANG_THRESHOLD,
+    STATS_TOP_LINES,
     OwnershipError,
+    atomic_write_bytes,
     check_claimable,
     claim,
     find_meta,
@@ -89,10 +93,8 @@ COUNTERS_KEY = "counters"  # stats["counters"]: {name: int}; top-level numbers a
 BUCKET_COUNTER = re.compile(r"^documents:([^:]+):([^:]+)$")  # documents per language and bucket
 PARTITIONS_KEY = "partitions"  # stats["partitions"]: {"lang/bucket": {"documents": n, ...}}
 CONFIG_KEY = "config"  # stats["config"]: the run's options
-LANG_THRESHOLD_KEYS = ("lang_threshold", "lid_threshold", "language_threshold")  # in config
+LANG_THRESHOLD_KEYS = (STATS_LANG_THRESHOLD,)  # in config
 MIN_LEN_KEYS = ("min_len",)  # in config
-# Proposed: stats["top_duplicate_lines"] = [[line, count], ...], most frequent first.
-DUPLICATE_LINES_KEYS = ("top_duplicate_lines", "duplicate_lines")
 # Counters for the line/character rows of the funnel: (label, lines expression, chars expression).
 TEXT_FUNNEL = (
     ("into paragraph dedup", "lines_in", "chars_in"),
@@ -370,17 +372,16 @@ def config_value(stats: dict, keys: tuple[str, ...]):
 
 
 def duplicate_lines(stats: dict, top: int) -> list[tuple[str, int]] | None:
-    for key in DUPLICATE_LINES_KEYS:
-        value = stats.get(key)
-        if isinstance(value, list):
-            rows = []
-            for item in value:
-                if isinstance(item, (list, tuple)) and len(item) == 2:
-                    rows.append((str(item[0]), int(item[1])))
-                elif isinstance(item, dict) and "line" in item and "count" in item:
-                    rows.append((str(item["line"]), int(item["count"])))
-            return sorted(rows, key=lambda r: (-r[1], r[0]))[:top]
-    return None
+    value = stats.get(STATS_TOP_LINES)
+    if not isinstance(value, list):
+        return None
+    rows = []
+    for item in value:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            rows.append((str(item[0]), int(item[1])))
+        elif isinstance(item, dict) and "line" in item and "count" in item:
+            rows.append((str(item["line"]), int(item["count"])))
+    return sorted(rows, key=lambda r: (-r[1], r[0]))[:top]
 
 
 def per_language(corpus: Corpus) -> list[dict]:
@@ -811,7 +812,7 @@ def render_html(corpus: Corpus, numbers: dict, images: dict[str, bytes | None]) 
         cutoffs=cutoffs, cutoffs_source=corpus.cutoffs_source,
         counters=[(name, counters[name], str(help_text.get(name, ""))) for name in sorted(counters)],
         config_json=json.dumps(config, indent=2, ensure_ascii=False) if isinstance(config, dict) else None,
-        duplicate_key=DUPLICATE_LINES_KEYS[0], meta_dir=META_DIR,
+        duplicate_key=STATS_TOP_LINES, meta_dir=META_DIR,
     )
 
 
@@ -873,17 +874,11 @@ def write_report(corpus: Corpus, out_dir: Path, top_lines: int = 30, max_languag
         if png is None:
             path.unlink(missing_ok=True)  # a stale plot from an earlier run would mislead
         else:
-            _write(path, png)
+            atomic_write_bytes(path, png)
     numbers["images"] = sorted(name for name, png in images.items() if png is not None)
-    _write(out_dir / "report.json", (json.dumps(numbers, indent=1, ensure_ascii=False) + "\n").encode())
-    _write(out_dir / "index.html", render_html(corpus, numbers, images).encode("utf-8"))
+    atomic_write_bytes(out_dir / REPORT_JSON, (json.dumps(numbers, indent=1, ensure_ascii=False) + "\n").encode())
+    atomic_write_bytes(out_dir / REPORT_INDEX, render_html(corpus, numbers, images).encode("utf-8"))
     return numbers
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def format_summary(numbers: dict, out_dir: Path, seconds: float) -> str:
@@ -899,7 +894,7 @@ def format_summary(numbers: dict, out_dir: Path, seconds: float) -> str:
         lines.append(f"  languages: {top}{' ...' if len(numbers['languages']) > 8 else ''}")
     for w in numbers["warnings"]:
         lines.append(f"  warning: {w}")
-    lines.append(f"  written to {out_dir / 'index.html'} (+ {', '.join(numbers['images'])}, report.json)")
+    lines.append(f"  written to {out_dir / REPORT_INDEX} (+ {', '.join(numbers['images'])}, {REPORT_JSON})")
     return "\n".join(lines)
 
 

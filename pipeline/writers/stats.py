@@ -11,6 +11,7 @@ import json
 from collections import defaultdict
 
 from pipeline.quality.buckets import LANGUAGE_COUNTER_HELP
+from pipeline.contracts import STATS_TOP_LINES
 
 NAMESPACE = "cc100"
 MAX_LISTED_PROBLEM_FILES = 20
@@ -182,7 +183,7 @@ def format_summary(stats: dict) -> str:
             f"  near-dups      {_n(c['near_dup_docs_removed'])} of {_n(c['near_dup_docs_in'])} documents "
             f"removed (MinHash Jaccard >= {cfg['near_dedup_threshold']}; {_n(c['near_dup_candidates'])} "
             f"candidate pairs, {_n(c['near_dup_pairs_verified'])} verified)")
-    top = stats.get("top_duplicate_lines") or []
+    top = stats.get(STATS_TOP_LINES) or []
     if top:
         shown = ", ".join(f"{line[:40]!r} x{n}" for line, n in top[:3])
         lines.append(f"  boilerplate    most removed: {shown}")

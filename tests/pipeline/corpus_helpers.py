@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipeline.demo import block_digest
+from pipeline.writers.wet import block_digest
 from pipeline.normalize import paragraph_hash
 from pipeline.schema import Document
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.contracts import write_marker
+from pipeline.contracts import part_files, write_marker
 from pipeline.corpus import main
 from pipeline.readers.wet import (
     BAD_HEADER,
@@ -538,7 +538,7 @@ def test_console_script_reports_every_bad_file_and_keeps_the_good_records(tmp_pa
     for name in problems:  # the summary names every file with a problem
         assert name in proc.stdout
 
-    table = pa.concat_tables([pq.read_table(p) for p in sorted(out.glob("*/*/part-*.parquet"))])
+    table = pa.concat_tables([pq.read_table(p) for p in part_files(out)])
     urls = set(table.column("url").to_pylist())
     expected = {f"http://good.example/{i}" for i in range(5)} | {f"http://trunc.example/{i}" for i in range(3)}
     expected |= {f"http://garb.example/{i}" for i in range(5)} | {f"http://l2.example/{i}" for i in range(5)}

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.contracts import part_files
 from pipeline.writers.parquet import PARQUET_METADATA_KEY
 from pipeline.corpus import main
 from pipeline.schema import OUTPUT_SCHEMA
@@ -81,7 +82,7 @@ def job_keep_first(job, shared_data):
 
 
 def _parts(out: Path) -> list[Path]:
-    return sorted(out.glob("*/*/part-*.parquet"))
+    return part_files(out)
 
 
 def _rows(out: Path) -> list[dict]:
@@ -119,7 +120,8 @@ def test_layout_schema_metadata_and_stats(job):
     root, _ = job
     out = root / "w1"
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["README.md"]  # the dataset card
-    assert sorted(p.name for p in (out / ".cc100").iterdir()) == ["cutoffs.csv", "files.jsonl", "stage.json", "stats.json"]
+    assert sorted(p.name for p in (out / ".cc100").iterdir()) == ["complete.json", "cutoffs.csv", "files.jsonl",
+                                                                   "stage.json", "stats.json"]
     assert json.loads((out / ".cc100" / "stage.json").read_text()) == {"stage": "corpus", "format_version": 1}
     languages = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(languages) > 20 and "en" in languages and "und" not in languages

@@ -284,8 +284,8 @@ def test_job_graph_translates_for_dataflow_with_the_worker_package(stub_dataflow
     with tarfile.open(staged["workflow.tar.gz"]) as tar:
         members = tar.getnames()
         pkg_info = tar.extractfile(next(m for m in members if m.endswith("/PKG-INFO") and m.count("/") == 1)).read().decode()
-    assert any(m.endswith("/pipeline/segments.py") for m in members)
-    assert any(m.endswith("/pipeline/lid.py") for m in members) and not any("/train/" in m for m in members)
+    assert any(m.endswith("/pipeline/readers/segments.py") for m in members)
+    assert any(m.endswith("/pipeline/quality/lid.py") for m in members) and not any("/train/" in m for m in members)
     assert "Name: cc100-pipeline" in pkg_info
     requires = [line.split(": ", 1)[1] for line in pkg_info.splitlines() if line.startswith("Requires-Dist: ")]
     assert "kenlm==0.3.0" in requires and "fasttext-numpy2==0.10.4" in requires

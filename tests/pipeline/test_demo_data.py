@@ -15,6 +15,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline import demo
+from pipeline.contracts import part_files
 from pipeline.normalize import normalize_for_dedup
 
 # Scripts the reference text must cover (first word of the Unicode character name).
@@ -251,7 +252,7 @@ def test_corpus_job_removes_the_demo_boilerplate_and_reports_it(generated, truth
     stats = json.loads((out / ".cc100" / "stats.json").read_text())
     kinds = Counter(p["kind"] for p in truth["pages"])
     assert stats["counters"]["docs_too_short"] == kinds["short"]
-    rows = [r for f in sorted(out.glob("*/*/part-*.parquet")) for r in pq.read_table(f).to_pylist()]
+    rows = [r for f in part_files(out) for r in pq.read_table(f).to_pylist()]
     assert len(rows) == stats["counters"]["documents_out"]
     bundle = demo.load_bundle()
     boilerplate = set()

@@ -125,18 +125,22 @@ def test_checkpoint_bundle(reference):
 
 
 def test_kill_and_resume_gives_the_same_losses_step_by_step(world, reference, tmp_path):
+    from pipeline.contracts import read_completion
+
     run = tmp_path / "run"
     # "killed" right after step 7: the last checkpoint is step 6, log.jsonl already has step 7
     rc, out, err = pretrain(world, run, "--stop-at-step", 7)
     assert rc == 0, err
     assert "stopping after step 7" in out
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 6
+    assert read_completion(run) is None  # stopped early: not complete, so not up to date
     assert [r["step"] for r in read_log(run)] == list(range(1, 8))
     with open(run / "log.jsonl", "a") as f:
         f.write('{"step": 8, "loss": 7.1')  # and a line cut in the middle by the kill
     rc, out, err = pretrain(world, run, "--resume")
     assert rc == 0, err
     assert "steps 6 -> 10" in out
+    assert read_completion(run)["config"]["steps"] == STEPS  # reached its steps: complete
     ref, got = read_log(reference), read_log(run)
     assert [r["step"] for r in got] == list(range(1, STEPS + 1))
     for a, b in zip(ref, got):
