@@ -643,6 +643,19 @@ def test_corpus_dir_skips_the_corpus_tasks(airflow_home, tmp_path, fake):
 
 
 @needs_airflow
+def test_dataflow_runner_takes_the_beam_operator_branch(airflow_home, tmp_path, fake):
+    from airflow.providers.apache.beam.operators import beam
+
+    if beam.GOOGLE_PROVIDER:
+        pytest.skip("apache-airflow-providers-google is installed here: it would submit the job")
+    env, calls = fake
+    conf = pipeline_conf(tmp_path, runner="DataflowRunner", gcs_dir="gs://b/cc")
+    out = check(dags_test(airflow_home, "cc100_pipeline", conf, CC100_DAG_RETRIES="0", **env), ok=False)
+    assert "runner=DataflowRunner needs apache-airflow-providers-google" in out  # the operator ran
+    assert [c[0] for c in calls()] == ["lm"]  # and the local corpus task did not
+
+
+@needs_airflow
 def test_snapshot_dag_maps_ranges_and_continues_across_runs(airflow_home, tmp_path, fake):
     env, calls = fake
     conf = {"work_dir": str(tmp_path / "work"), "snapshot": "CC-MAIN-2019-30",
