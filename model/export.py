@@ -21,12 +21,15 @@ import pickle
 import sys
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import torch
 
 from model.hf import VOCAB_NAME, save_state_pretrained
 from pipeline.contracts import (CHECKPOINT, OwnershipError, check_claimable, claim, clear_completion,
                                 describe_os_error, fingerprint, mark_complete, pop_force, read_completion,
                                 skip_if_up_to_date, stat_fingerprint)
+from pipeline.utils.cliflags import add_config_flags, config_from_args, option
 from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
 
 # looked for, in order, when --checkpoint is a directory
@@ -149,19 +152,24 @@ def completion(checkpoint: Path, vocab: str | None) -> tuple[dict, dict]:
     return {}, {"checkpoint": source, "vocab": fingerprint(vocab) if vocab else None}
 
 
+@dataclass
+class ExportConfig:
+    checkpoint: str = option("--checkpoint", required=True,
+                             help="checkpoint file, or a run directory holding checkpoint.pt / latest.pt / latest")
+    output: str = option("--output", required=True,
+                         help="directory to write: new, empty or an earlier export (its files are overwritten)")
+    vocab: str | None = option("--vocab", default=None,
+                               help="SentencePiece model file, or the vocab stage's directory holding "
+                               f"{VOCAB_NAME} (default: the checkpoint's vocab_file)")
+
+
 def main(argv: list[str] | None = None) -> int:
     force, argv = pop_force(argv)
     parser = argparse.ArgumentParser(
         prog="cc100 export",
         description="Convert a pretraining checkpoint into a Hugging Face XLMRobertaForMaskedLM directory.")
-    parser.add_argument("--checkpoint", required=True,
-                        help="checkpoint file, or a run directory holding checkpoint.pt / latest.pt / latest")
-    parser.add_argument("--output", required=True, help="directory to write: new, empty or an earlier "
-                        "export (its files are overwritten)")
-    parser.add_argument("--vocab", default=None,
-                        help="SentencePiece model file, or the vocab stage's directory holding "
-                             f"{VOCAB_NAME} (default: the checkpoint's vocab_file)")
-    args = parser.parse_args(argv)
+    add_config_flags(parser, ExportConfig)
+    args = config_from_args(ExportConfig, parser.parse_args(argv))
 
     try:
         path = find_checkpoint(Path(args.checkpoint))

@@ -80,7 +80,6 @@ from pipeline.quality.perplexity import ScorePerplexity, validate_models  # noqa
 from pipeline.readers.segments import (  # noqa: E402
     FAILED_RUN_STATS,
     WORK_CONFIG,
-    FetchSettings,
     ReadSegments,
     Segment,
     check_work_dir,
@@ -110,10 +109,7 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
     `root` receives the output (the staging directory), `work_dir` the per-segment spools.
     """
     metadata = {"stage": "corpus", "config": config.to_dict()}
-    fetch = None
-    if config.snapshot:
-        fetch = FetchSettings(config.cc_base_url, config.download_cache, config.max_downloads,
-                              config.retry_policy())
+    fetch = config.fetch if config.snapshot else None
     docs = p | "ReadSegments" >> ReadSegments(
         segments, work_dir, config.min_len, fetch, report_path=meta_path(root, FILES_REPORT),
         max_record_bytes=config.max_record_bytes)
@@ -121,9 +117,9 @@ def build_pipeline(p: beam.Pipeline, config: CorpusConfig, segments: list[Segmen
         [s.name for s in segments], config.dedup, config.dedup_group_size,
         top_lines_path=meta_path(root, TOP_LINES_FILE))
     if config.near_dedup:
-        docs = docs | "NearDedup" >> NearDedup(config.near_dedup_config())
+        docs = docs | "NearDedup" >> NearDedup(config.near)
     docs = docs | "IdentifyLanguage" >> IdentifyLanguage(
-        config.lid_model, config.lang_threshold, config.lid, config.langs)
+        config.language.model, config.language.threshold, config.language.mode, config.language.langs)
     docs = docs | "ScorePerplexity" >> ScorePerplexity(config.lm_dir, config.perplexity_per_line)
     docs = docs | "AssignBuckets" >> AssignBuckets(
         config.cutoffs, cutoffs_output=meta_path(root, CUTOFFS_FILE))
@@ -135,9 +131,9 @@ def resolve_segments(config: CorpusConfig, work_dir: str, files: list[str]) -> l
     wet.paths.gz (downloaded once, with the same retries as the segments, into the cache)."""
     if not config.snapshot:
         return input_segments(files)
-    cache = resolve_download_cache(config.download_cache, work_dir)
+    cache = resolve_download_cache(config.fetch.download_cache, work_dir)
     try:
-        listing = wet_paths(config.snapshot, config.cc_base_url, cache, policy=config.retry_policy())
+        listing = wet_paths(config.snapshot, config.fetch.base_url, cache, policy=config.fetch.policy)
     except DownloadError as e:
         raise CorpusIOError(
             f"--snapshot {config.snapshot}: cannot download the segment list "
@@ -156,8 +152,8 @@ def check_path_names(config: CorpusConfig) -> None:
     """CorpusIOError for a path flag that is not valid UTF-8: stats.json and the Parquet footers
     record every path as UTF-8, so such a run would fail at its very end."""
     for flag, path in (("--output", config.output), ("--work-dir", config.work),
-                       ("--download-cache", config.download_cache), ("--lm-dir", config.lm_dir),
-                       ("--lid-model", config.lid_model), ("--cutoffs", config.cutoffs)):
+                       ("--download-cache", config.fetch.download_cache), ("--lm-dir", config.lm_dir),
+                       ("--lid-model", config.language.model), ("--cutoffs", config.cutoffs)):
         name = path and undecodable_name(path)
         if name:
             raise CorpusIOError(f"{flag} {name}: the path is not valid UTF-8; choose another name")
@@ -194,7 +190,7 @@ def _inputs(config: CorpusConfig, segments: list[Segment]) -> dict:
     names = [s.name for s in segments]
     if config.snapshot:
         return {"snapshot": config.snapshot, "segments": config.segments,
-                "cc_base_url": redact_url(config.cc_base_url), "files": names}
+                "cc_base_url": redact_url(config.fetch.base_url), "files": names}
     return {"patterns": config.inputs, "files": names}
 
 
@@ -251,7 +247,7 @@ def completion(config: CorpusConfig, files: list[str]) -> tuple[dict, dict] | No
     """(config, inputs) that decide a corpus run (pipeline/contracts.py): the settings, the WET
     files by path, size and time, the LM directory, LID model and cutoffs; None when the output
     or an input is not local (no completion records on object stores)."""
-    models = {"lm": config.lm_dir, "lid_model": config.lid_model, "cutoffs": config.cutoffs}
+    models = {"lm": config.lm_dir, "lid_model": config.language.model, "cutoffs": config.cutoffs}
     if any("://" in path for path in [config.output, *files, *filter(None, models.values())]):
         return None
     inputs = {name: input_fingerprint(path) for name, path in models.items() if path}
@@ -291,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
         check_path_names(config)
         check_output(config.output, config.overwrite)
-        models = validate_models(config.lid_model, config.lm_dir, config.langs, config.cutoffs)
+        models = validate_models(config.language.model, config.lm_dir, config.language.langs, config.cutoffs)
         work_state = check_work_dir(work_dir, fingerprint, config.overwrite)
         segments = resolve_segments(config, work_dir, files)
         staging = create_staging(config.output)
@@ -309,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = config.runner or LOCAL_RUNNER
     groups = n_dedup_groups(len(segments), config.dedup_group_size)
-    source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {redact_url(config.cc_base_url)}"
+    source = (f"{len(segments)} segments of {config.snapshot} ({config.segments}) from {redact_url(config.fetch.base_url)}"
               if config.snapshot else f"{len(segments)} input files")
     LOG.info("%s, dedup %s over %d group(s), runner %s, staging %s",
              source, config.dedup, groups, runner, staging)

@@ -7,44 +7,22 @@ as its `main` parses), so a new stage or flag that breaks the vocabulary fails h
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 
 import pytest
 
 from pipeline.utils.cliflags import OLD_SPELLINGS, CommaList
 from cc100 import cli
+from tests.cli_flags_table import subcommand_parser
 
 
 # renamed on another branch (issue 18: `cc100 report --out` -> `--output`); drop once merged
 PENDING_RENAMES = {("report", "--out")}
 
 
-class _Parsed(Exception):
-    def __init__(self, parser):
-        self.parser = parser
-
-
-def subcommand_parser(name: str, monkeypatch) -> argparse.ArgumentParser:
-    """The parser `cc100 NAME` builds, caught at its first parse (nothing runs)."""
-
-    def catch(self, args=None, namespace=None):
-        if self.prog.startswith("cc100"):
-            raise _Parsed(self)
-        return real(self, args, namespace)
-
-    real = argparse.ArgumentParser.parse_known_args
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", catch)
-    module = importlib.import_module(cli.COMMANDS[name][0])
-    with pytest.raises(_Parsed) as caught:
-        module.main(["--help"])
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", real)
-    return caught.value.parser
-
-
 @pytest.mark.parametrize("name", list(cli.COMMANDS))
-def test_every_subcommand_speaks_one_vocabulary(name, monkeypatch):
-    parser = subcommand_parser(name, monkeypatch)
+def test_every_subcommand_speaks_one_vocabulary(name):
+    parser = subcommand_parser(name)
     assert parser.prog == f"cc100 {name}"
     assert parser.format_usage().startswith(f"usage: cc100 {name} ")
     visible = [a for a in parser._actions if a.help != argparse.SUPPRESS]
@@ -88,7 +66,7 @@ def test_version_bare_command_and_unknown_command(capsys):
 
 
 def parse(name: str, argv: list[str], monkeypatch):
-    return subcommand_parser(name, monkeypatch).parse_args(argv)
+    return subcommand_parser(name).parse_args(argv)
 
 
 def test_lists_are_comma_separated_and_old_spellings_still_work(monkeypatch, capsys):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.contracts import CHECKPOINT, atomic_path, describe_os_error, find_os_error
+from pipeline.contracts import CHECKPOINT, atomic_path, describe_os_error, find_os_error  # noqa: F401 (CHECKPOINT: re-exported)
 from pipeline.utils.leftovers import pid_alive  # standard library only
 
 FORMAT = "cc100-pretrain-checkpoint-v1"

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipeline.contracts import MODEL_PRESETS
+from pipeline.utils.cliflags import option, sub_config
 from train.data import PACKINGS
+
+# --help groups of the flags
+OPTIMISATION = "optimisation"
+LOGGING = "logging and checkpoints"
 
 # model preset -> training defaults (pipeline/contracts.py; any of them can be overridden on the
 # command line)
@@ -38,15 +43,24 @@ def _in_range(obj, name: str, low: float, high: float, closed_high: bool = False
 
 @dataclass
 class DataConfig:
-    shards: str
-    vocab: str
-    max_len: int = 512  # tokens per sequence, <s> and </s> included
-    batch_tokens: int = 8192 * 512  # tokens per optimizer step, over all ranks
-    alpha: float = 0.3  # language sampling exponent
-    mask_prob: float = 0.15
-    seed: int = 0
-    eval_seqs: int = 64  # held-out sequences per language per evaluation
-    packing: str = "complete"  # "complete": whole paragraphs per row (RoBERTa FULL-SENTENCES); "blocks"
+    shards: str = option("--shards", required=True, help="SHARDS dir written by `cc100 tokenize`")
+    vocab: str = option("--vocab", required=True, help="VOCAB_DIR with sentencepiece.bpe.model")
+    max_len: int = option(  # tokens per sequence, <s> and </s> included
+        "--max-len", default=512, unset=True,
+        help="tokens per sequence incl. <s> </s> (default 512; tiny 128)")
+    batch_tokens: int = option(  # tokens per optimizer step, over all ranks
+        "--batch-tokens", default=8192 * 512, unset=True,
+        help="tokens per optimizer step over all ranks (default: tiny 2048, small 131072, base/large 8192 x 512)")
+    alpha: float = option("--alpha", default=0.3, group=OPTIMISATION,
+                          help="language sampling exponent (XLM-R 0.3)")
+    mask_prob: float = option("--mask-prob", default=0.15, group=OPTIMISATION)
+    seed: int = option("--seed", default=0)
+    eval_seqs: int = option("--eval-seqs", default=64, group=LOGGING,
+                            help="held-out sequences per language")  # per evaluation
+    packing: str = option(  # "complete": whole paragraphs per row (RoBERTa FULL-SENTENCES); "blocks"
+        "--packing", default="complete", choices=PACKINGS,
+        help="rows of whole paragraphs across documents, only the rest padded (complete: RoBERTa "
+        "FULL-SENTENCES, default), or fixed max_len - 2 token blocks (blocks)")
 
     def __post_init__(self) -> None:
         _positive_int(self, "max_len")
@@ -73,13 +87,17 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 6e-4
-    warmup_steps: int = 0
-    weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
+    lr: float = option("--lr", default=6e-4, unset=True, group=OPTIMISATION,
+                       help="peak learning rate (default: tiny 1e-3, small/base 6e-4, large 4e-4)")
+    warmup_steps: int = option("--warmup-steps", default=0, unset=True, group=OPTIMISATION,
+                               help="linear warmup (default 6%% of --steps, at most 10000)")
+    weight_decay: float = option(  # not applied to biases and LayerNorm weights
+        "--weight-decay", default=0.01, group=OPTIMISATION)
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-6
-    clip_grad: float = 1.0  # max global grad norm; 0 disables
+    clip_grad: float = option(  # max global grad norm; 0 disables
+        "--clip-grad", default=1.0, group=OPTIMISATION, help="max gradient norm (0: off)")
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
@@ -96,20 +114,32 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    output: str
-    data: DataConfig
-    model: str = "base"  # preset of model/xlmr.py
-    steps: int = 1000
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    micro_batch: int = 32  # sequences per forward pass per rank (gradient accumulation fills the rest)
-    log_every: int = 10
-    eval_every: int = 500  # 0: only at the end
-    checkpoint_every: int = 1000  # 0: only at the end
-    dropout: float | None = None  # None: the preset's (0.1); 0 for exact DDP comparisons
-    compile: bool = False
-    device: str = "auto"  # auto | cpu | cuda
-    stop_at_step: int | None = None  # exit after this step as if killed (no checkpoint, no export)
-    eval_tatoeba: str | None = None  # Tatoeba dir (LASER layout): retrieval accuracy with each validation
+    output: str = option("--output", required=True, help="RUN_DIR for checkpoint.pt, log.jsonl, hf/")
+    data: DataConfig = sub_config(DataConfig)
+    model: str = option("--config", dest="config", default="base", choices=list(PRESETS),  # of model/xlmr.py
+                        help="model size (default %(default)s)")
+    steps: int = option("--steps", default=1000, required=True,
+                        help="optimizer steps (fixes the LR schedule)")
+    optim: OptimConfig = sub_config(OptimConfig)
+    micro_batch: int = option(  # sequences per forward pass per rank (gradient accumulation fills the rest)
+        "--micro-batch", default=32, unset=True, group=OPTIMISATION,
+        help="sequences per forward pass per rank (gradient accumulation fills the batch; default: "
+        "tiny 16, small/base 32, large 16)")
+    log_every: int = option("--log-every", default=10, group=LOGGING)
+    eval_every: int = option("--eval-every", default=500, group=LOGGING,  # 0: only at the end
+                             help="validation every N steps (0: at the end)")
+    checkpoint_every: int = option("--checkpoint-every", default=1000, group=LOGGING,  # 0: only at the end
+                                   help="0: only at the end")
+    dropout: float | None = option(  # None: the preset's (0.1); 0 for exact DDP comparisons
+        "--dropout", default=None, group=OPTIMISATION, help="override the model's dropout (default 0.1)")
+    compile: bool = option("--compile", default=False, group=OPTIMISATION, help="torch.compile the model")
+    device: str = option("--device", default="auto", choices=["auto", "cpu", "cuda"], group=OPTIMISATION)
+    stop_at_step: int | None = option(  # exit after this step as if killed (no checkpoint, no export)
+        "--stop-at-step", default=None, hidden=True, group=LOGGING)  # fault injection for tests
+    eval_tatoeba: str | None = option(  # Tatoeba dir (LASER layout): retrieval accuracy with each validation
+        "--eval-tatoeba", default=None, metavar="DIR", group=LOGGING,
+        help="Tatoeba test set (LASER layout, as `cc100 evaluate --tatoeba`): log the retrieval "
+        "accuracy per language and averaged with each validation")
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_PRESETS:

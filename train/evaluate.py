@@ -40,6 +40,7 @@ import torch
 from pipeline.contracts import (EVAL_JSON, EVAL_PLOT, OwnershipError, claim, clear_completion, decisive,
                                 fingerprint, mark_complete, pop_force, skip_if_up_to_date)
 from pipeline.contracts import EVAL_MLM_BATCHES as MLM_BATCHES
+from pipeline.utils.cliflags import option
 
 EVALUATE_STAGE = "evaluate"  # the marker of an evaluation directory
 TATOEBA_MAX_LEN = 512  # XTREME's MAXL
@@ -325,31 +326,48 @@ def recorded_training_languages(subject: Subject) -> dict[str, int] | None:
 # ---------------------------------------------------------------- the command
 
 
-def parse_args(argv):
-    from pipeline.utils.cliflags import add_list
+@dataclass
+class EvaluateConfig:
+    """`cc100 evaluate`; a None setting is resolved from the run (or the export) being evaluated."""
+
+    model: str = option("model", help="run directory, exported directory, or any HF XLM-R masked-LM directory")
+    tatoeba: str | None = option("--tatoeba", default=None,
+                                 help="Tatoeba test set in LASER layout (tatoeba.xxx-eng.{xxx,eng}), "
+                                 "e.g. ../shared/data/eval/tatoeba_laser_xtreme36")
+    langs: tuple[str, ...] | None = option("--langs", default=None, comma_list=True, metavar="LANG,LANG",
+                                           help="Tatoeba languages (LASER codes, default: all found)")
+    layer: int | None = option("--layer", default=None,
+                               help="block whose output is mean-pooled, counted from 0 as in XTREME (default 7 "
+                               "of 12 layers, 13 of 24, round(7 n / 12) otherwise) = hidden_states[L + 1]")
+    shards: str | None = option("--shards", default=None,
+                                help="token shards whose held-out split gives the masked-LM losses "
+                                "(default: the run's; must use the model's vocabulary)")
+    mlm_seqs: int | None = option("--mlm-seqs", default=None,
+                                  help="held-out sequences per language (default: the run's --eval-seqs, else 64)")
+    max_len: int | None = option("--max-len", default=None,
+                                 help="tokens per held-out sequence (default: the run's, else 512)")
+    seed: int | None = option("--seed", default=None, help="masking seed (default: the run's, else 0)")
+    train_langs: tuple[str, ...] | None = option(
+        "--train-langs", default=None, comma_list=True, metavar="LANG,LANG",
+        help="corpus languages the model was trained on (default: recorded by the run or the export; "
+        "unknown otherwise)")
+    output: str | None = option("--output", default=None,
+                                help="directory for eval.json, eval.png, mlm_heldout.npz "
+                                "(default: RUN/eval for a run, else ./eval-MODELNAME)")
+    batch_tokens: int = option("--batch-tokens", default=16384,
+                               help="padded tokens per forward pass (default %(default)s)")
+    device: str = option("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    threads: int | None = option("--threads", default=None,
+                                 help="CPU threads for torch (default: torch's; 1 is fastest on a busy machine)")
+    no_plot: bool = option("--no-plot", default=False, help="skip eval.png")
+
+
+def parse_args(argv) -> EvaluateConfig:
+    from pipeline.utils.cliflags import add_config_flags, config_from_args
 
     p = argparse.ArgumentParser(prog="cc100 evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("model", help="run directory, exported directory, or any HF XLM-R masked-LM directory")
-    p.add_argument("--tatoeba", help="Tatoeba test set in LASER layout (tatoeba.xxx-eng.{xxx,eng}), "
-                   "e.g. ../shared/data/eval/tatoeba_laser_xtreme36")
-    add_list(p, "--langs", metavar="LANG,LANG", help="Tatoeba languages (LASER codes, default: all found)")
-    p.add_argument("--layer", type=int, help="block whose output is mean-pooled, counted from 0 as in XTREME "
-                   "(default 7 of 12 layers, 13 of 24, round(7 n / 12) otherwise) = hidden_states[L + 1]")
-    p.add_argument("--shards", help="token shards whose held-out split gives the masked-LM losses "
-                   "(default: the run's; must use the model's vocabulary)")
-    p.add_argument("--mlm-seqs", type=int, help="held-out sequences per language (default: the run's "
-                   "--eval-seqs, else 64)")
-    p.add_argument("--max-len", type=int, help="tokens per held-out sequence (default: the run's, else 512)")
-    p.add_argument("--seed", type=int, help="masking seed (default: the run's, else 0)")
-    add_list(p, "--train-langs", metavar="LANG,LANG", help="corpus languages the model was trained on "
-             "(default: recorded by the run or the export; unknown otherwise)")
-    p.add_argument("--output", help="directory for eval.json, eval.png, mlm_heldout.npz "
-                   "(default: RUN/eval for a run, else ./eval-MODELNAME)")
-    p.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per forward pass (default 16384)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is fastest on a busy machine)")
-    p.add_argument("--no-plot", action="store_true", help="skip eval.png")
-    return p.parse_args(argv)
+    add_config_flags(p, EvaluateConfig)
+    return config_from_args(EvaluateConfig, p.parse_args(argv))
 
 
 def pick_device(name: str) -> torch.device:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pipeline.contracts import FINETUNE_RESULT as RESULT_JSON
 from pipeline.contracts import HF_CONFIG, RUN_EXPORT_DIR, OwnershipError, check_claimable, claim
+from pipeline.utils.cliflags import add_config_flags, config_from_args, option
 
 LABELS = ("entailment", "neutral", "contradiction")  # ids 0, 1, 2 (as the XNLI dataset on the Hub)
 LABEL_ALIASES = {"contradictory": "contradiction"}  # XNLI-MT's spelling
@@ -117,25 +118,31 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise FinetuneError(f"--model {path}: no config.json (pass an exported directory, e.g. RUN/hf)")
 
 
-def parse_args(argv):
+@dataclass(kw_only=True)  # flags in --help order, with and without defaults
+class XnliConfig:
+    model: str = option("--model", required=True, help="exported directory (cc100 export, RUN/hf, or any XLM-R)")
+    train: str = option("--train", required=True, help="training TSV (XNLI 1.0 / MultiNLI / XNLI-MT format)")
+    eval: str = option("--eval", required=True, help="evaluation TSV, all languages (e.g. xnli.dev.tsv)")
+    test: str | None = option("--test", default=None,
+                              help="test TSV, scored with the checkpoint best on --eval (e.g. xnli.test.tsv)")
+    output: str = option("--output", required=True, help="directory for xnli.json and model/")
+    train_lang: str = option("--train-lang", default="en", help="language of the training rows (default %(default)s)")
+    epochs: float = option("--epochs", default=2.0, help="training epochs (default 2)")
+    max_steps: int = option("--max-steps", default=-1, help="stop after N optimizer steps (overrides --epochs)")
+    lr: float = option("--lr", default=2e-5, help="peak learning rate (default 2e-5, XTREME's for base)")
+    batch_size: int = option("--batch-size", default=32, help="training sequences per step (default %(default)s)")
+    max_len: int = option("--max-len", default=128, help="tokens per pair (default %(default)s, as XTREME)")
+    seed: int = option("--seed", default=0)
+    device: str = option("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def parse_args(argv) -> XnliConfig:
     p = argparse.ArgumentParser(prog="cc100 finetune", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="task", required=True, metavar="TASK")
     x = sub.add_parser("xnli", help="XNLI: train in English, evaluate every language",
                        description="Fine-tune on --train-lang rows, report accuracy per language.")
-    x.add_argument("--model", required=True, help="exported directory (cc100 export, RUN/hf, or any XLM-R)")
-    x.add_argument("--train", required=True, help="training TSV (XNLI 1.0 / MultiNLI / XNLI-MT format)")
-    x.add_argument("--eval", required=True, help="evaluation TSV, all languages (e.g. xnli.dev.tsv)")
-    x.add_argument("--test", help="test TSV, scored with the checkpoint best on --eval (e.g. xnli.test.tsv)")
-    x.add_argument("--output", required=True, help="directory for xnli.json and model/")
-    x.add_argument("--train-lang", default="en", help="language of the training rows (default en)")
-    x.add_argument("--epochs", type=float, default=2.0, help="training epochs (default 2)")
-    x.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (overrides --epochs)")
-    x.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5, XTREME's for base)")
-    x.add_argument("--batch-size", type=int, default=32, help="training sequences per step (default 32)")
-    x.add_argument("--max-len", type=int, default=128, help="tokens per pair (default 128, as XTREME)")
-    x.add_argument("--seed", type=int, default=0)
-    x.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    return p.parse_args(argv)
+    add_config_flags(x, XnliConfig)
+    return config_from_args(XnliConfig, p.parse_args(argv))
 
 
 def finetune_xnli(args) -> dict:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.contracts import TRAINING_LOG
+from pipeline.utils.cliflags import add_config_flags, config_from_args, option
 
 
 def read_log(path: Path) -> list[dict]:
@@ -96,11 +98,17 @@ def plot_tatoeba(ax, recs: list[dict], colour, label: str) -> None:
             markersize=3, linewidth=2, label=f"{label} average of {len(recs[-1]['tatoeba'])} (thin: each)")
 
 
+@dataclass
+class PlotConfig:
+    logs: list[Path] = option("logs", nargs="+", type=Path, help="log.jsonl files (or RUN_DIRs)")
+    output: Path | None = option("--output", default=None,
+                                 help="PNG to write (default: beside the first log, curves.png)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cc100 plot", description=__doc__.split("\n\n")[0])
-    p.add_argument("logs", nargs="+", type=Path, help="log.jsonl files (or RUN_DIRs)")
-    p.add_argument("--output", type=Path, help="PNG to write (default: beside the first log, curves.png)")
-    a = p.parse_args(argv)
+    add_config_flags(p, PlotConfig)
+    a = config_from_args(PlotConfig, p.parse_args(argv))
     logs = {}
     for path in a.logs:
         path = path / TRAINING_LOG if path.is_dir() else path

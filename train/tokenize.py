@@ -24,11 +24,12 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.utils.cliflags import add_deprecated_alias, add_list
+from pipeline.utils.cliflags import add_config_flags, config_from_args, cores, option
 from pipeline.contracts import (VOCAB_MODEL, OwnershipError, claim, clear_completion, fingerprint, mark_complete,
                                 part_files, pop_force, skip_if_up_to_date)
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
@@ -177,6 +178,29 @@ def has_current_manifest(output: Path) -> bool:
         return False
 
 
+@dataclass
+class TokenizeConfig:
+    corpus: Path = option("--corpus", required=True, help="corpus OUTPUT dir ({lang}/{bucket}/*.parquet)")
+    vocab: Path = option("--vocab", required=True, help="VOCAB_DIR with sentencepiece.bpe.model")
+    output: Path = option("--output", required=True, help="SHARDS dir to write")
+    buckets: tuple[str, ...] | None = option("--buckets", default=None, comma_list=True, metavar="B,B",
+                                             help="perplexity buckets to keep (default: all found)")
+    langs: tuple[str, ...] | None = option("--langs", default=None, comma_list=True, metavar="en,fr,...",
+                                           aliases=("--languages",), help="languages to keep (default: all found)")
+    workers: int = option("--workers", default_factory=cores, help="processes (default: cores)")
+    valid_fraction: float = option("--valid-fraction", default=0.01,
+                                   help="share of documents held out for validation (default %(default)s)")
+    batch_size: int = option("--batch-size", default=512, help="Parquet rows read at a time")
+
+    def __post_init__(self):
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction: --valid-fraction must be in [0, 1), got {self.valid_fraction}")
+        if self.workers < 1:
+            raise ValueError(f"workers: --workers must be >= 1, got {self.workers}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: --batch-size must be >= 1, got {self.batch_size}")
+
+
 def run(corpus: Path, vocab_dir: Path, output: Path, *, buckets=None, languages=None,
         workers: int = 1, valid_fraction: float = 0.01, batch_size: int = 512) -> int:
     from train.tokenizer import XLMRTokenizer
@@ -289,29 +313,17 @@ def run(corpus: Path, vocab_dir: Path, output: Path, *, buckets=None, languages=
 def main(argv: list[str] | None = None) -> int:
     force, argv = pop_force(argv)
     p = argparse.ArgumentParser(prog="cc100 tokenize", description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", required=True, type=Path, help="corpus OUTPUT dir ({lang}/{bucket}/*.parquet)")
-    p.add_argument("--vocab", required=True, type=Path, help="VOCAB_DIR with sentencepiece.bpe.model")
-    p.add_argument("--output", required=True, type=Path, help="SHARDS dir to write")
-    add_list(p, "--buckets", metavar="B,B", help="perplexity buckets to keep (default: all found)")
-    add_list(p, "--langs", metavar="en,fr,...", help="languages to keep (default: all found)")
-    add_deprecated_alias(p, "--languages", "--langs")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: cores)")
-    p.add_argument("--valid-fraction", type=float, default=0.01,
-                   help="share of documents held out for validation (default 0.01)")
-    p.add_argument("--batch-size", type=int, default=512, help="Parquet rows read at a time")
-    args = p.parse_args(argv)
-    if not 0.0 <= args.valid_fraction < 1.0:
-        p.error(f"--valid-fraction must be in [0, 1), got {args.valid_fraction}")
-    if args.workers < 1:
-        p.error(f"--workers must be >= 1, got {args.workers}")
-    if args.batch_size < 1:
-        p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    decided = completion(args.corpus, args.vocab, buckets=args.buckets, languages=args.langs,
-                         valid_fraction=args.valid_fraction)
-    if has_current_manifest(args.output) and skip_if_up_to_date(args.output, STAGE, *decided, force=force):
+    add_config_flags(p, TokenizeConfig)
+    try:
+        cfg = config_from_args(TokenizeConfig, p.parse_args(argv))
+    except ValueError as e:
+        p.error(str(e))
+    decided = completion(cfg.corpus, cfg.vocab, buckets=cfg.buckets, languages=cfg.langs,
+                         valid_fraction=cfg.valid_fraction)
+    if has_current_manifest(cfg.output) and skip_if_up_to_date(cfg.output, STAGE, *decided, force=force):
         return 0
-    return run(args.corpus, args.vocab, args.output, buckets=args.buckets, languages=args.langs,
-               workers=args.workers, valid_fraction=args.valid_fraction, batch_size=args.batch_size)
+    return run(cfg.corpus, cfg.vocab, cfg.output, buckets=cfg.buckets, languages=cfg.langs,
+               workers=cfg.workers, valid_fraction=cfg.valid_fraction, batch_size=cfg.batch_size)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,12 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.utils.cliflags import add_list
+from pipeline.utils.cliflags import add_config_flags, config_from_args, option
 from pipeline.contracts import VOCAB_CONFIG as CONFIG_NAME
 from pipeline.contracts import VOCAB_MODEL as MODEL_NAME  # the file name transformers' XLMRobertaTokenizer expects
 from pipeline.contracts import VOCAB_SAMPLING as SAMPLING_NAME
@@ -58,6 +58,7 @@ from train.tokenizer import XLMRTokenizer
 STAGE = "vocab"  # the stage name in VOCAB_DIR/.cc100/stage.json
 # SentencePiece skips longer input lines (bytes); we cut them at a character boundary instead.
 MAX_SENTENCE_BYTES = 4192
+SPM_LOG = "sentencepiece.log"  # SentencePiece's full log, next to the model
 SHARE_UNITS = ("lines", "chars")
 PROGRESS_EVERY_S = 30.0  # seconds between progress lines when the output is not a terminal
 _HYPERGEOMETRIC_LIMIT = 10**9  # numpy's bound on ngood / nbad
@@ -67,22 +68,47 @@ class VocabError(ValueError):
     """A user-facing failure: printed as one line, exit status 2."""
 
 
+def all_cores() -> int:
+    return os.cpu_count() or 1
+
+
 @dataclass
 class VocabConfig:
-    corpus: Path
-    output: Path
-    vocab_size: int = 250_000
-    alpha: float = 0.3
-    sentences: int = 2_000_000
-    buckets: tuple[str, ...] = ("head", "middle")
-    langs: tuple[str, ...] | None = None
-    seed: int = 0
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    character_coverage: float = 0.9995
-    share_by: str = "lines"
-    allow_smaller_vocab: bool = False
-    byte_fallback: bool = False
-    quiet: bool = False
+    corpus: Path = option("--corpus", required=True, metavar="OUTPUT",
+                          help="corpus OUTPUT dir (LANG/BUCKET/*.parquet)")
+    output: Path = option("--output", required=True, metavar="VOCAB_DIR",
+                          help="directory for sentencepiece.bpe.model, sampling.json, vocab_config.json")
+    vocab_size: int = option("--vocab-size", default=250_000, metavar="N",
+                             help="pieces; XLM-R ids = N + 2 (default: %(default)s)")
+    alpha: float = option("--alpha", default=0.3, metavar="A",
+                          help="sampling exponent in [0, 1] (default: %(default)s, as XLM-R)")
+    sentences: int = option("--sentences", default=2_000_000, metavar="N",
+                            help="paragraph lines to draw in all (default: %(default)s)")
+    buckets: tuple[str, ...] = option(
+        "--buckets", default=("head", "middle"), comma_list=True, metavar="B,B",
+        help="perplexity buckets to read; `all` is always read (default: head,middle)")
+    langs: tuple[str, ...] | None = option("--langs", default=None, comma_list=True, metavar="en,fr,...",
+                                           help="languages to use (default: all in the corpus)")
+    seed: int = option("--seed", default=0,
+                       help="seed of the line draw and of SentencePiece (default: %(default)s)")
+    threads: int = option("--threads", default_factory=all_cores, metavar="N",
+                          help="SentencePiece threads (default: all cores, %(default)s)")
+    character_coverage: float = option(
+        "--character-coverage", default=0.9995, metavar="C",
+        help="character share the alphabet covers; the rest is <unk> (bytes with --byte-fallback) "
+        "(default: %(default)s)")
+    share_by: str = option("--share-by", default="lines", choices=SHARE_UNITS,
+                           help="unit of p_i (default: %(default)s)")
+    allow_smaller_vocab: bool = option(
+        "--allow-smaller-vocab", default=False,
+        help="hard_vocab_limit=false: accept fewer pieces if the text cannot support --vocab-size")
+    byte_fallback: bool = option(
+        "--byte-fallback", default=False,
+        help="encode characters outside the vocabulary as UTF-8 byte pieces instead of <unk> "
+        "(XLM-R has no byte pieces; default: off)")
+    quiet: bool = option(
+        "--quiet", default=False,
+        help=f"hide SentencePiece's progress lines (its full log is always in VOCAB_DIR/{SPM_LOG})")
 
     def __post_init__(self):
         self.corpus, self.output = Path(self.corpus), Path(self.output)
@@ -327,7 +353,6 @@ SPECIAL_PIECES, BYTE_PIECES = 3, 256  # <unk> <s> </s>; with --byte-fallback <0x
 def meta_pieces(cfg: VocabConfig) -> int:
     """Pieces SentencePiece adds on top of the learnt ones."""
     return SPECIAL_PIECES + (BYTE_PIECES if cfg.byte_fallback else 0)
-SPM_LOG = "sentencepiece.log"  # SentencePiece's full log, next to the model
 _CHILD_ERROR = "cc100-spm-error: "
 _REPO = str(Path(__file__).resolve().parents[1])
 
@@ -510,107 +535,8 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         prog="cc100 vocab",
         description="Train the XLM-R SentencePiece unigram vocabulary on alpha-sampled lines.",
     )
-    add = p.add_argument
-    add(
-        "--corpus",
-        required=True,
-        type=Path,
-        metavar="OUTPUT",
-        help="corpus OUTPUT dir (LANG/BUCKET/*.parquet)",
-    )
-    add(
-        "--output",
-        required=True,
-        type=Path,
-        metavar="VOCAB_DIR",
-        help="directory for sentencepiece.bpe.model, sampling.json, vocab_config.json",
-    )
-    add(
-        "--vocab-size",
-        type=int,
-        default=250_000,
-        metavar="N",
-        help="pieces; XLM-R ids = N + 2 (default: %(default)s)",
-    )
-    add(
-        "--alpha",
-        type=float,
-        default=0.3,
-        metavar="A",
-        help="sampling exponent in [0, 1] (default: %(default)s, as XLM-R)",
-    )
-    add(
-        "--sentences",
-        type=int,
-        default=2_000_000,
-        metavar="N",
-        help="paragraph lines to draw in all (default: %(default)s)",
-    )
-    add_list(
-        p,
-        "--buckets",
-        default="head,middle",
-        metavar="B,B",
-        help="perplexity buckets to read; `all` is always read (default: head,middle)",
-    )
-    add_list(p, "--langs", metavar="en,fr,...", help="languages to use (default: all in the corpus)")
-    add(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the line draw and of SentencePiece (default: %(default)s)",
-    )
-    add(
-        "--threads",
-        type=int,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="SentencePiece threads (default: all cores, %(default)s)",
-    )
-    add(
-        "--character-coverage",
-        type=float,
-        default=0.9995,
-        metavar="C",
-        help="character share the alphabet covers; the rest is <unk> (bytes with "
-        "--byte-fallback) (default: %(default)s)",
-    )
-    add(
-        "--share-by",
-        choices=SHARE_UNITS,
-        default="lines",
-        help="unit of p_i (default: %(default)s)",
-    )
-    add(
-        "--allow-smaller-vocab",
-        action="store_true",
-        help="hard_vocab_limit=false: accept fewer pieces if the text cannot support --vocab-size",
-    )
-    add(
-        "--byte-fallback",
-        action="store_true",
-        help="encode characters outside the vocabulary as UTF-8 byte pieces instead of <unk> "
-        "(XLM-R has no byte pieces; default: off)",
-    )
-    add("--quiet", action="store_true",
-        help=f"hide SentencePiece's progress lines (its full log is always in VOCAB_DIR/{SPM_LOG})")
-    a = p.parse_args(argv)
-    return VocabConfig(
-        corpus=a.corpus,
-        output=a.output,
-        vocab_size=a.vocab_size,
-        alpha=a.alpha,
-        sentences=a.sentences,
-        buckets=a.buckets,
-        langs=a.langs,
-        seed=a.seed,
-        threads=a.threads,
-        character_coverage=a.character_coverage,
-        share_by=a.share_by,
-        allow_smaller_vocab=a.allow_smaller_vocab,
-        byte_fallback=a.byte_fallback,
-        quiet=a.quiet,
-    )
+    add_config_flags(p, VocabConfig)
+    return config_from_args(VocabConfig, p.parse_args(argv))
 
 
 def format_table(plan: dict[str, dict], stats: dict[str, DrawStats] | None = None) -> str:

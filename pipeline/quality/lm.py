@@ -18,6 +18,7 @@ and renamed, so an interrupted run never leaves a half-written model behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import re
@@ -36,6 +37,7 @@ from pipeline.contracts import (UP_TO_DATE, OwnershipError, atomic_path, claim, 
 from pipeline.normalize import normalize
 from pipeline.quality.perplexity import LM_SUFFIX, SP_SUFFIX, perplexity, tokenize
 from pipeline.utils.tools import ToolNotFoundError, find_tool, is_local
+from pipeline.utils.cliflags import add_config_flags, config_from_args, cores, option, sub_config
 
 
 
@@ -48,12 +50,17 @@ class LmError(RuntimeError):
 
 @dataclass(frozen=True)
 class LmConfig:
-    order: int = 5  # cc_net: lmplz -o 5
-    vocab_size: int = 65536  # cc_net's VOCAB_SIZE, a soft limit here (see module docstring)
+    order: int = option("--order", default=5, help="n-gram order (default %(default)s)")  # cc_net: lmplz -o 5
+    vocab_size: int = option(  # cc_net's VOCAB_SIZE, a soft limit here (see module docstring)
+        "--vocab-size", default=65536, metavar="N",
+        help="SentencePiece vocabulary, a soft limit: small texts get less (default %(default)s)")
     character_coverage: float = 0.9995  # cc_net's spm_train setting
-    min_lines: int = 50  # fewer normalised lines than this: a clear error, no model
+    min_lines: int = option(  # fewer normalised lines than this: a clear error, no model
+        "--min-lines", default=50, metavar="N",
+        help="refuse a language with fewer non-empty lines (default %(default)s)")
     max_sp_sentences: int = 1_000_000  # SentencePiece samples at most this many lines
-    memory: str = "1G"  # lmplz -S (cc_net used 8G for full Wikipedia)
+    memory: str = option("--memory", default="1G",  # lmplz -S (cc_net used 8G for full Wikipedia)
+                         help="lmplz -S sort memory (default %(default)s)")
     threads: int = 1  # SentencePiece trainer threads per language
 
     def __post_init__(self):
@@ -303,27 +310,40 @@ def available_languages(reference_dir: str) -> list[str]:
     return sorted(m.path.rstrip("/").rsplit("/", 1)[-1][: -len(".txt")] for m in matches)
 
 
+def at_most_four_cores() -> int:
+    return min(cores(), 4)
+
+
+@dataclass
+class LmStageConfig:
+    """`cc100 lm`: which languages, where, how many at a time, and the models' LmConfig."""
+
+    reference: str = option("--reference", required=True, metavar="DIR",
+                            help="DIR/{lang}.txt: one sentence or paragraph per line (any Beam filesystem)")
+    output: str = option("--output", required=True, metavar="LM_DIR", help="where the models are written")
+    langs: str | None = option("--langs", default=None,
+                               help="comma-separated languages (default: every DIR/*.txt)")
+    workers: int = option("--workers", default_factory=at_most_four_cores, metavar="N",
+                          help="languages trained in parallel processes (default: CPUs, at most 4)")
+    models: LmConfig = sub_config(LmConfig)  # its threads follow --workers (__post_init__)
+    skip_existing: bool = option("--skip-existing", default=False,
+                                 help="leave languages whose two model files already exist untouched")
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        # SentencePiece threads per language: the CPUs shared by the parallel languages
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.models = dataclasses.replace(self.models, threads=threads)
+
+
 def _parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="cc100 lm",
         description="Train cc_net's per-language scoring models (SentencePiece + KenLM 5-gram) "
         "from DIR/{lang}.txt into LM_DIR/{lang}.sp.model and LM_DIR/{lang}.arpa.bin.",
     )
-    add = parser.add_argument
-    add("--reference", required=True, metavar="DIR",
-        help="DIR/{lang}.txt: one sentence or paragraph per line (any Beam filesystem)")
-    add("--output", required=True, metavar="LM_DIR", help="where the models are written")
-    add("--langs", help="comma-separated languages (default: every DIR/*.txt)")
-    add("--workers", type=int, default=min(os.cpu_count() or 1, 4), metavar="N",
-        help="languages trained in parallel processes (default: CPUs, at most 4)")
-    add("--order", type=int, default=LmConfig.order, help="n-gram order (default 5)")
-    add("--vocab-size", type=int, default=LmConfig.vocab_size, metavar="N",
-        help="SentencePiece vocabulary, a soft limit: small texts get less (default 65536)")
-    add("--min-lines", type=int, default=LmConfig.min_lines, metavar="N",
-        help="refuse a language with fewer non-empty lines (default 50)")
-    add("--memory", default=LmConfig.memory, help="lmplz -S sort memory (default 1G)")
-    add("--skip-existing", action="store_true",
-        help="leave languages whose two model files already exist untouched")
+    add_config_flags(parser, LmStageConfig)
     return parser.parse_args(argv)
 
 
@@ -378,23 +398,14 @@ def claim_output(output: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     force, argv = pop_force(argv)
-    args = _parse_args(argv)
     from pipeline.quality.lid import parse_langs
 
-    if args.workers < 1:
-        print(f"cc100 lm: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
     try:
-        config = LmConfig(
-            order=args.order,
-            vocab_size=args.vocab_size,
-            min_lines=args.min_lines,
-            memory=args.memory,
-            threads=max(1, (os.cpu_count() or 1) // args.workers),
-        )
+        args = config_from_args(LmStageConfig, _parse_args(argv))
     except ValueError as e:
         print(f"cc100 lm: {e}", file=sys.stderr)
         return 2
+    config = args.models
     try:
         find_tool("lmplz"), find_tool("build_binary")
     except ToolNotFoundError as e:

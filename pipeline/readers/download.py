@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pipeline.utils.cliflags import flag_names, option
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "cc100-corpus/0.1 (CCNet-style corpus builder; Python urllib)"
@@ -85,20 +87,19 @@ def _rebuild_error(url, reason, attempts, status, permanent) -> DownloadError:
     return DownloadError(url, reason, attempts, status=status, permanent=permanent)
 
 
-# The command-line flag of each user-facing RetryPolicy field: one place for `cc100 corpus` and
-# `cc100 prefetch` (add_policy_flags), and the name the policy's errors and reasons use.
-POLICY_FLAGS = {
-    "max_attempts": "--max-attempts",
-    "deadline": "--download-deadline",
-    "retry_after_max": "--max-retry-after",
-    "max_bytes": "--max-segment-bytes",
-    "backoff": "--download-backoff",
-}
-
-
 def _flag(name: str) -> str:
     """'max_attempts: --max-attempts' (CorpusConfig's style of naming a bad value)."""
     return f"{name}: {POLICY_FLAGS[name]}" if name in POLICY_FLAGS else name
+
+
+def size(text: str) -> int:
+    """The argparse type of a size flag: parse_size, its error as a usage error."""
+    import argparse
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,25 @@ class RetryPolicy:
     """How hard to try, and the bounds of one file. Waits grow as backoff * 2**(attempt-1),
     capped; drawn uniformly below."""
 
-    max_attempts: int = 8
-    backoff: float = 1.0  # seconds before the first retry (upper bound of the jittered wait)
+    # the user-facing fields first, in the order of their flags in --help
+    max_attempts: int = option("--max-attempts", default=8, metavar="N", help=(
+        "attempts per download before the file counts as failed (default %(default)s)"))
+    # seconds for one file from its first attempt: transfers and waits
+    deadline: float = option("--download-deadline", default=3600.0, metavar="SECONDS", help=(
+        "give up on one file after this long, all attempts and waits included "
+        "(default %(default)g: a trickling server cannot hang the run)"))
+    # a server's Retry-After is honoured up to this many seconds
+    retry_after_max: float = option("--max-retry-after", default=120.0, metavar="SECONDS", help=(
+        "honour a server's Retry-After up to this long (default %(default)g)"))
+    # a larger file is refused (real WET files are ~100-300 MB)
+    max_bytes: int = option("--max-segment-bytes", default=1 << 30, type=size, metavar="SIZE", help=(
+        "refuse a file larger than this, e.g. 1GiB or 300MB (default 1GiB; "
+        "real WET files are 100-300 MB)"))
+    # seconds before the first retry (upper bound of the jittered wait); hidden: tests make it tiny
+    backoff: float = option("--download-backoff", default=1.0, hidden=True)
+    # seconds per connect and per socket read (a flag of `cc100 prefetch` only)
+    timeout: float = option("--timeout", default=60.0, help="seconds per read")
     backoff_max: float = 120.0  # cap of the exponential growth
-    retry_after_max: float = 120.0  # a server's Retry-After is honoured up to this many seconds
-    timeout: float = 60.0  # seconds per connect and per socket read
-    deadline: float = 3600.0  # seconds for one file from its first attempt: transfers and waits
-    max_bytes: int = 1 << 30  # a larger file is refused (real WET files are ~100-300 MB)
     slow_rate: float = 100_000.0  # bytes/s: a transfer slower than this over slow_window is logged
     slow_window: float = 60.0  # seconds
     chunk_size: int = 1 << 20
@@ -150,41 +163,9 @@ def parse_size(text: str) -> int:
     return int(match[1]) * _SIZE_UNITS[match[2].lower()]
 
 
-def add_policy_flags(group) -> None:
-    """The download flags (POLICY_FLAGS) with RetryPolicy's defaults, on an argparse group."""
-    import argparse
-
-    def size(text: str) -> int:
-        try:
-            return parse_size(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    d = RetryPolicy()
-    group.add_argument(POLICY_FLAGS["max_attempts"], type=int, default=d.max_attempts, metavar="N",
-                       dest="max_attempts",
-                       help=f"attempts per download before the file counts as failed (default {d.max_attempts})")
-    group.add_argument(POLICY_FLAGS["deadline"], type=float, default=d.deadline, metavar="SECONDS",
-                       dest="download_deadline",
-                       help="give up on one file after this long, all attempts and waits included "
-                       f"(default {d.deadline:g}: a trickling server cannot hang the run)")
-    group.add_argument(POLICY_FLAGS["retry_after_max"], type=float, default=d.retry_after_max,
-                       metavar="SECONDS", dest="max_retry_after",
-                       help=f"honour a server's Retry-After up to this long (default {d.retry_after_max:g})")
-    group.add_argument(POLICY_FLAGS["max_bytes"], type=size, default=d.max_bytes, metavar="SIZE",
-                       dest="max_segment_bytes",
-                       help="refuse a file larger than this, e.g. 1GiB or 300MB (default 1GiB; "
-                       "real WET files are 100-300 MB)")
-    group.add_argument(POLICY_FLAGS["backoff"], type=float, default=d.backoff, dest="download_backoff",
-                       help=argparse.SUPPRESS)  # first retry wait in seconds (tests make it tiny)
-
-
-def policy_from_args(args, **overrides) -> RetryPolicy:
-    """The RetryPolicy of the flags add_policy_flags adds; `args` is their argparse namespace or
-    any object with the same attribute names (CorpusConfig). ValueError names a bad flag."""
-    return RetryPolicy(max_attempts=args.max_attempts, backoff=args.download_backoff,
-                       deadline=args.download_deadline, retry_after_max=args.max_retry_after,
-                       max_bytes=args.max_segment_bytes, **overrides)
+# The flag of each user-facing RetryPolicy field (`cc100 corpus`, `cc100 prefetch`): the name the
+# policy's errors and reasons use.
+POLICY_FLAGS = flag_names(RetryPolicy)
 
 
 # -- credentials in URLs ----------------------------------------------------------------------

@@ -45,7 +45,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.contracts import STATS_FILE
-from pipeline.readers.download import RetryPolicy
+from pipeline.utils.cliflags import option, sub_config
+from pipeline.readers.download import DEFAULT_MAX_CONCURRENT, RetryPolicy
+from pipeline.readers.snapshot import DEFAULT_BASE_URL, validate_base_url
 from pipeline.writers.parquet import CorpusIOError, remove_tree, write_json
 from pipeline.utils.progress import Progress
 from pipeline.schema import PARQUET_SCHEMA, Document, document_from_row
@@ -362,12 +364,31 @@ def open_spool(path: str) -> tuple[dict, Iterator[Document]]:
 
 @dataclass(frozen=True)
 class FetchSettings:
-    """How workers download snapshot segments (a picklable part of the DoFn)."""
+    """How workers download snapshot segments (a picklable part of the DoFn), and their flags."""
 
-    base_url: str  # may hold credentials: never log it (pipeline.readers.download.redact_url)
-    download_cache: str | None = None  # None: resolve_download_cache on the worker
-    max_downloads: int = 4
-    policy: RetryPolicy = RetryPolicy()  # attempts, backoff, deadline, size limit, Retry-After cap
+    # may hold credentials: never log it (redact_url)
+    base_url: str = option("--cc-base-url", default=DEFAULT_BASE_URL, metavar="URL",
+                           help="Common Crawl host or mirror (default %(default)s)")
+    download_cache: str | None = option(  # None: resolve_download_cache on the worker
+        "--download-cache", default=None, metavar="DIR",
+        help="local directory for WET downloads on each worker (a file is deleted once its "
+        "documents are spooled; default WORK/downloads, or the system temp dir when the work "
+        "dir is not local)")
+    max_downloads: int = option("--max-downloads", default=DEFAULT_MAX_CONCURRENT, metavar="N",
+                                help="concurrent downloads per worker process (default %(default)s)")
+    # attempts, backoff, deadline, size limit, Retry-After cap
+    policy: RetryPolicy = sub_config(RetryPolicy)
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "base_url", validate_base_url(self.base_url))
+        except ValueError as e:
+            raise ValueError(f"cc_base_url: {e}") from None
+        if self.download_cache is not None and "://" in self.download_cache:
+            raise ValueError("download_cache: --download-cache must be a local directory, "
+                             f"got {self.download_cache!r}")
+        if self.max_downloads < 1:
+            raise ValueError(f"max_downloads: --max-downloads must be >= 1, got {self.max_downloads}")
 
 
 FILE_COUNTERS = (

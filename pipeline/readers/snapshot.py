@@ -34,15 +34,13 @@ from typing import Callable
 
 from pipeline.contracts import parse_segments, validate_snapshot  # the parsers every command shares
 from pipeline.utils import logs
-from pipeline.utils.cliflags import add_deprecated_alias
+from pipeline.utils.cliflags import add_config_flags, config_from_args, option, sub_config
 from pipeline.readers.download import (
     DEFAULT_MAX_CONCURRENT,
     DownloadError,
     DownloadResult,
     RetryPolicy,
-    add_policy_flags,
     fetch_to_file,
-    policy_from_args,
     process_slots,
     redact_url,
 )
@@ -287,28 +285,32 @@ class SegmentFetcher:
 # -- CLI: list or prefetch the segments of a snapshot -----------------------------------------
 
 
+@dataclass
+class PrefetchConfig:
+    snapshot: str = option("--snapshot", required=True, help="crawl id, e.g. CC-MAIN-2019-30")
+    segments: str = option("--segments", default="0",
+                           help="indices into wet.paths: '0-99', '3,5,10-12', 'all'")
+    download_cache: str = option(
+        "--download-cache", default=".cache/commoncrawl", metavar="DIR", aliases=("--cache-dir",),
+        help="local download cache (the corpus job's --download-cache reuses it)")
+    cc_base_url: str = option("--cc-base-url", default=DEFAULT_BASE_URL, help="Common Crawl host or mirror")
+    list_only: bool = option("--list", dest="list", default=False,
+                             help="print the selected URLs (credentials shown as ***), download nothing")
+    policy: RetryPolicy = sub_config(RetryPolicy)  # attempts, deadline, size limit, per-read timeout
+    max_downloads: int = option("--max-downloads", default=DEFAULT_MAX_CONCURRENT, metavar="N",
+                                aliases=("--max-concurrent",), help="parallel downloads (politeness cap)")
+    allow_failed_segments: bool = option(
+        "--allow-failed-segments", default=False,
+        help="exit 0 even if some segments could not be downloaded (or were refused: listing lines "
+        "that are not relative Common Crawl paths)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cc100 prefetch",
         description="List or download (with retries and resume) the WET files of a Common Crawl "
                     "snapshot into a local cache, e.g. to prefetch before `cc100 corpus`.")
-    p.add_argument("--snapshot", required=True, help="crawl id, e.g. CC-MAIN-2019-30")
-    p.add_argument("--segments", default="0",
-                   help="indices into wet.paths: '0-99', '3,5,10-12', 'all'")
-    p.add_argument("--download-cache", default=".cache/commoncrawl", metavar="DIR",
-                   help="local download cache (the corpus job's --download-cache reuses it)")
-    p.add_argument("--cc-base-url", default=DEFAULT_BASE_URL, help="Common Crawl host or mirror")
-    p.add_argument("--list", action="store_true",
-                   help="print the selected URLs (credentials shown as ***), download nothing")
-    add_policy_flags(p)
-    p.add_argument("--timeout", type=float, default=RetryPolicy.timeout, help="seconds per read")
-    p.add_argument("--max-downloads", type=int, default=DEFAULT_MAX_CONCURRENT, metavar="N",
-                   help="parallel downloads (politeness cap)")
-    p.add_argument("--allow-failed-segments", action="store_true",
-                   help="exit 0 even if some segments could not be downloaded (or were refused: "
-                   "listing lines that are not relative Common Crawl paths)")
-    add_deprecated_alias(p, "--cache-dir", "--download-cache")
-    add_deprecated_alias(p, "--max-concurrent", "--max-downloads")
+    add_config_flags(p, PrefetchConfig)
     return p
 
 
@@ -316,15 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup()
     try:
-        policy = policy_from_args(args, timeout=args.timeout)
-        fetcher = SegmentFetcher(args.download_cache, args.cc_base_url, policy=policy,
-                                 max_concurrent=args.max_downloads)
-        paths = wet_paths(args.snapshot, fetcher.base_url, args.download_cache, policy=policy)
-        selected = select_segments(paths, args.segments, allow_invalid=args.allow_failed_segments)
+        config = config_from_args(PrefetchConfig, args)
+        fetcher = SegmentFetcher(config.download_cache, config.cc_base_url, policy=config.policy,
+                                 max_concurrent=config.max_downloads)
+        paths = wet_paths(config.snapshot, fetcher.base_url, config.download_cache, policy=config.policy)
+        selected = select_segments(paths, config.segments, allow_invalid=config.allow_failed_segments)
     except (ValueError, DownloadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.list:
+    if config.list_only:
         for path in selected:
             problem = listing_problem(path)
             print(f"# not fetched ({problem}): {path!r}" if problem
@@ -344,16 +346,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=args.max_downloads) as pool:
+    with ThreadPoolExecutor(max_workers=config.max_downloads) as pool:
         list(pool.map(work, selected))
     s = fetcher.summary()
-    print(f"{args.snapshot}: {len(selected)} segments, {s['downloaded']} downloaded "
+    print(f"{config.snapshot}: {len(selected)} segments, {s['downloaded']} downloaded "
           f"({s['download_bytes'] / 1e6:.1f} MB, {s['download_retries']} retries, "
           f"{s['resumed']} resumed), {s['cached']} already cached, "
           f"{len(s['failed_segments'])} failed")
     for path, reason in s["failure_reasons"].items():
         print(f"  failed: {reason}")
-    if s["failed_segments"] and not args.allow_failed_segments:
+    if s["failed_segments"] and not config.allow_failed_segments:
         return 1
     return 0
 

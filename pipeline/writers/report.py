@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pipeline.utils.cliflags import add_config_flags, config_from_args, option
 from pipeline.contracts import (
     CUTOFFS_FILE,
     META_DIR,
@@ -901,6 +902,31 @@ def format_summary(numbers: dict, out_dir: Path, seconds: float) -> str:
 DEPRECATED_OUT = "--out"  # before `--output` (one spelling across the CLI); still accepted
 
 
+@dataclass
+class ReportConfig:
+    output: Path = option("output", metavar="OUTPUT",
+                          help=f"the corpus OUTPUT directory (with {META_DIR}/{STATS_FILE})")
+    report_dir: Path | None = option(
+        "--output", DEPRECATED_OUT, dest="report_dir", default=None, metavar="DIR",
+        help=f"where to write the report (default: OUTPUT/{META_DIR}/{REPORT_DIR}; "
+        f"{DEPRECATED_OUT} is the deprecated spelling)")
+    top_lines: int = option("--top-lines", default=30, help="removed lines to list (default %(default)s)")
+    max_languages: int = option(
+        "--max-languages", default=24,
+        help="languages with a perplexity histogram and a length box, largest first (default %(default)s)")
+    sentencepiece: Path | None = option(
+        "--sentencepiece", default=None, metavar="MODEL",
+        help="also count SentencePiece pieces per language and bucket with this model "
+        "(e.g. cc100 vocab's sentencepiece.bpe.model)")
+    samples: int = option("--samples", default=3,
+                          help="sample documents shown per language and bucket (default %(default)s; 0: none)")
+
+    def __post_init__(self):
+        for name, least in (("top_lines", 1), ("max_languages", 1), ("samples", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {least}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(
@@ -908,29 +934,18 @@ def main(argv: list[str] | None = None) -> int:
         description="HTML + PNG report of a `cc100 corpus` output directory.",
         allow_abbrev=False,
     )
-    p.add_argument("output", type=Path, metavar="OUTPUT",
-                   help=f"the corpus OUTPUT directory (with {META_DIR}/{STATS_FILE})")
-    p.add_argument("--output", DEPRECATED_OUT, dest="report_dir", type=Path, metavar="DIR",
-                   help=f"where to write the report (default: OUTPUT/{META_DIR}/{REPORT_DIR}; "
-                        f"{DEPRECATED_OUT} is the deprecated spelling)")
-    p.add_argument("--top-lines", type=int, default=30, help="removed lines to list (default 30)")
-    p.add_argument("--max-languages", type=int, default=24,
-                   help="languages with a perplexity histogram and a length box, largest first (default 24)")
-    p.add_argument("--sentencepiece", type=Path, metavar="MODEL",
-                   help="also count SentencePiece pieces per language and bucket with this model "
-                        "(e.g. cc100 vocab's sentencepiece.bpe.model)")
-    p.add_argument("--samples", type=int, default=3,
-                   help="sample documents shown per language and bucket (default 3; 0: none)")
+    add_config_flags(p, ReportConfig)
     try:
-        args = p.parse_args(argv)
+        parsed = p.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
     if any(a == DEPRECATED_OUT or a.startswith(DEPRECATED_OUT + "=") for a in argv):
         print(f"cc100 report: {DEPRECATED_OUT} is deprecated; use --output", file=sys.stderr)
-    for name, least in (("top_lines", 1), ("max_languages", 1), ("samples", 0)):
-        if getattr(args, name) < least:
-            print(f"cc100 report: --{name.replace('_', '-')} must be at least {least}", file=sys.stderr)
-            return 2
+    try:
+        args = config_from_args(ReportConfig, parsed)
+    except ValueError as e:
+        print(f"cc100 report: {e}", file=sys.stderr)
+        return 2
     out_dir = args.report_dir or Path(meta_path(args.output, REPORT_DIR))
     t0 = time.perf_counter()
     try:

@@ -27,7 +27,6 @@ from pipeline.schema import Document
 from pipeline.readers.snapshot import cache_root
 from pipeline.readers.segments import (
     SEGMENT_COUNTERS,
-    FetchSettings,
     Segment,
     SpoolWriter,
     check_work_dir,
@@ -84,10 +83,10 @@ def test_snapshot_flags_reach_the_config():
                             "--cc-base-url", "http://mirror:8080/cc", "--max-downloads", "2",
                             "--max-attempts", "5", "--allow-failed-segments", "--keep-work"])
     assert (config.snapshot, config.segments, config.inputs) == (SNAPSHOT, "0-99", [])
-    assert config.cc_base_url == "http://mirror:8080/cc/" and config.work == "gs://b/out.work"
-    assert config.retry_policy().max_attempts == 5 and config.max_downloads == 2
+    assert config.fetch.base_url == "http://mirror:8080/cc/" and config.work == "gs://b/out.work"
+    assert config.fetch.policy.max_attempts == 5 and config.fetch.max_downloads == 2
     assert config.allow_failed_segments and config.keep_work
-    policy = config.retry_policy()
+    policy = config.fetch.policy
     assert (policy.deadline, policy.retry_after_max, policy.max_bytes) == (3600, 120, 1 << 30)  # defaults
 
 
@@ -95,10 +94,10 @@ def test_download_bounds_reach_the_workers_and_credentials_stay_out_of_the_confi
     config, _ = parse_args(["--snapshot", SNAPSHOT, "--segments", "0", "--output", "o",
                             "--cc-base-url", "https://alice:s3cret@mirror/cc/", "--download-deadline", "900",
                             "--max-retry-after", "30", "--max-segment-bytes", "300MB", "--max-attempts", "3"])
-    policy = config.retry_policy()
+    policy = config.fetch.policy
     assert (policy.deadline, policy.retry_after_max, policy.max_bytes, policy.max_attempts) == (
         900, 30, 300_000_000, 3)
-    fetch = pickle.loads(pickle.dumps(FetchSettings(config.cc_base_url, None, 2, policy)))
+    fetch = pickle.loads(pickle.dumps(config.fetch))
     assert fetch.policy == policy and fetch.base_url == "https://alice:s3cret@mirror/cc/"  # workers fetch with it
     assert "s3cret" not in json.dumps(config.to_dict())
     assert config.to_dict()["cc_base_url"] == "https://***@mirror/cc/"
