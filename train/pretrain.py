@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 
 from pipeline.contracts import describe_os_error, find_os_error
-from pipeline.utils.cliflags import add_config_flags, config_from_args
+from pipeline.utils.cliflags import add_config_flags, add_force_flag, config_from_args
 from train.config import PRESETS, TrainConfig, default_warmup
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cc100 pretrain", description=__doc__.split("\n\n")[0])
     add_config_flags(p, TrainConfig)
+    add_force_flag(p)
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pt exactly")
     p.add_argument("--overwrite", action="store_true",
                    help="replace RUN_DIR's run when it cannot be continued (with --resume: only when its "
