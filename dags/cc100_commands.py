@@ -81,8 +81,8 @@ PARAMS = {
     "max_len": dict(default=0, type="integer", minimum=0, description="0: preset's"),
     "stage_args": dict(default={}, type="object", description="extra flags per stage, e.g. "
                        "{\"pretrain\": \"--device cuda --lr 3e-4\"}"),
-    "rebuild_changed": dict(default=False, type="boolean", description="replace a finished corpus "
-                            "whose settings or inputs changed (else that task fails)"),
+    "rebuild_changed": dict(default=False, type="boolean", description="replace a corpus or a "
+                            "training run whose settings or inputs changed (else that task fails)"),
     "tatoeba_dir": optional("Tatoeba test set (LASER layout, e.g. shared/data/eval/"
                             "tatoeba_laser_xtreme36) for the evaluate task; empty: held-out "
                             "masked-LM loss only"),
@@ -244,12 +244,14 @@ def tokenize_command(p: dict) -> str:
 
 
 def pretrain_command(p: dict) -> str:
-    """With `--resume` when the run's checkpoint is there: an earlier attempt is continued."""
+    """With `--resume` when the run's checkpoint is there: an earlier attempt is continued;
+    rebuild_changed: --overwrite, with which a run of other settings is replaced."""
     run = work(p, "run")
     return command(p, "pretrain", shards=work(p, "shards"), vocab=work(p, "vocab"), output=run,
                    config=p["model_config"], steps=p["max_steps"], seed=p["seed"], alpha=p["alpha"],
                    batch_tokens=p["batch_tokens"] or None, max_len=p["max_len"] or None,
-                   resume=os.path.isfile(os.path.join(run, contracts.CHECKPOINT)))
+                   resume=os.path.isfile(os.path.join(run, contracts.CHECKPOINT)),
+                   overwrite=bool(p.get("rebuild_changed")))
 
 
 def export_command(p: dict) -> str:

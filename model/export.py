@@ -29,7 +29,7 @@ from model.hf import VOCAB_NAME, save_state_pretrained
 from pipeline.contracts import (CHECKPOINT, OwnershipError, check_claimable, claim, clear_completion,
                                 describe_os_error, fingerprint, mark_complete, pop_force, read_completion,
                                 skip_if_up_to_date, stat_fingerprint)
-from pipeline.utils.cliflags import add_config_flags, config_from_args, option
+from pipeline.utils.cliflags import add_config_flags, add_force_flag, config_from_args, option
 from model.xlmr import XLMRConfig, XLMRForMaskedLM, unwrap_state_dict
 
 # looked for, in order, when --checkpoint is a directory
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="cc100 export",
         description="Convert a pretraining checkpoint into a Hugging Face XLMRobertaForMaskedLM directory.")
     add_config_flags(parser, ExportConfig)
+    add_force_flag(parser)
     args = config_from_args(ExportConfig, parser.parse_args(argv))
 
     try:

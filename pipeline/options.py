@@ -32,7 +32,8 @@ from pipeline.readers.segments import FetchSettings
 from pipeline.readers.snapshot import parse_segments, validate_snapshot
 from pipeline.readers.wet import MAX_RECORD_BYTES
 from pipeline.utils import logs
-from pipeline.utils.cliflags import add_config_flags, config_from_args, flag_values, option, sub_config
+from pipeline.utils.cliflags import (add_config_flags, add_force_flag, config_from_args, flag_values, option,
+                                     sub_config)
 
 # The local runner used when no --runner is given. Beam 2.77's DirectRunner first tries the
 # Prism runner, which downloads a Go binary from the internet (it fails offline, then falls
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. --runner DataflowRunner --project P --region R --temp_location gs://...).",
     )
     add_config_flags(parser, CorpusConfig, omit=NOT_CORPUS_FLAGS)
+    add_force_flag(parser)
     parser.add_argument("--verbose", action="store_true",  # how to run, not what: not in the config
                         help="log Beam's own messages and re-raise a failure with its traceback")
     return parser

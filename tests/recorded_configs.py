@@ -79,7 +79,7 @@ def recorded(name: str, argv: list[str]):
     if name == "pretrain":
         from train.pretrain import parse_args
 
-        cfg, resume = parse_args(argv)
+        cfg, resume, _overwrite = parse_args(argv)
         return _json({"train_config": cfg.to_dict(), "resume": resume})
     if name == "tokenize":
         import train.tokenize

@@ -40,7 +40,7 @@ import torch
 from pipeline.contracts import (EVAL_JSON, EVAL_PLOT, OwnershipError, claim, clear_completion, decisive,
                                 fingerprint, mark_complete, pop_force, skip_if_up_to_date)
 from pipeline.contracts import EVAL_MLM_BATCHES as MLM_BATCHES
-from pipeline.utils.cliflags import option
+from pipeline.utils.cliflags import add_force_flag, option
 
 EVALUATE_STAGE = "evaluate"  # the marker of an evaluation directory
 TATOEBA_MAX_LEN = 512  # XTREME's MAXL
@@ -367,6 +367,7 @@ def parse_args(argv) -> EvaluateConfig:
 
     p = argparse.ArgumentParser(prog="cc100 evaluate", description=__doc__.split("\n\n")[0])
     add_config_flags(p, EvaluateConfig)
+    add_force_flag(p)
     return config_from_args(EvaluateConfig, p.parse_args(argv))
 
 

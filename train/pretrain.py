@@ -2,7 +2,7 @@
 
     cc100 pretrain --shards SHARDS --vocab VOCAB_DIR --output RUN_DIR --config tiny|small|base|large
                    --steps N [--batch-tokens N] [--max-len N] [--packing complete|blocks]
-                   [--seed N] [--resume]
+                   [--seed N] [--resume] [--overwrite]
 
 Multi-GPU / multi-node: launch the same command with torchrun, e.g.
     torchrun --nproc_per_node 8 -m train.pretrain --shards ... (every rank gets the same arguments).
@@ -18,25 +18,29 @@ import sys
 from pathlib import Path
 
 from pipeline.contracts import describe_os_error, find_os_error
-from pipeline.utils.cliflags import add_config_flags, config_from_args
+from pipeline.utils.cliflags import add_config_flags, add_force_flag, config_from_args
 from train.config import PRESETS, TrainConfig, default_warmup
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cc100 pretrain", description=__doc__.split("\n\n")[0])
     add_config_flags(p, TrainConfig)
+    add_force_flag(p)
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pt exactly")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace RUN_DIR's run when it cannot be continued (with --resume: only when its "
+                   "settings or inputs differ)")
     return p
 
 
-def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
+def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool, bool]:
     args = build_parser().parse_args(argv)
     for name, value in PRESETS[args.config].items():  # a flag not given: the model preset's value
         if getattr(args, name) is None:  # (0 is a value: refused by the config's checks)
             setattr(args, name, value)
     if args.warmup_steps is None:
         args.warmup_steps = default_warmup(max(args.steps, 0))
-    return config_from_args(TrainConfig, args), args.resume
+    return config_from_args(TrainConfig, args), args.resume, args.overwrite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     force, argv = pop_force(argv)
     try:
-        cfg, resume = parse_args(argv)
+        cfg, resume, overwrite = parse_args(argv)
     except ValueError as e:
         print(f"cc100 pretrain: error: {e}", file=sys.stderr)
         return 2
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if (Path(cfg.output) / CHECKPOINT).is_file() and skip_if_up_to_date(
             cfg.output, STAGE, *completion(cfg), force=force, log=print if first_rank else lambda line: None):
         return 0
-    trainer = Trainer(cfg, resume=resume)
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
     try:
         trainer.setup()
         trainer.train()

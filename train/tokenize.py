@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.utils.cliflags import add_config_flags, config_from_args, cores, option
+from pipeline.utils.cliflags import add_config_flags, add_force_flag, config_from_args, cores, option
 from pipeline.contracts import (VOCAB_MODEL, OwnershipError, claim, clear_completion, fingerprint, mark_complete,
                                 part_files, pop_force, skip_if_up_to_date)
 from train.shards import (MANIFEST, SPLITS, ShardWriter, build_manifest, dtype_for_vocab,
@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     force, argv = pop_force(argv)
     p = argparse.ArgumentParser(prog="cc100 tokenize", description=__doc__.split("\n\n")[0])
     add_config_flags(p, TokenizeConfig)
+    add_force_flag(p)
     try:
         cfg = config_from_args(TokenizeConfig, p.parse_args(argv))
     except ValueError as e:

@@ -25,8 +25,8 @@ import torch.distributed as dist
 
 from pipeline.contracts import TRAINING_LOG as LOG
 from pipeline.contracts import (RUN_EXPORT_DIR, VOCAB_MODEL, OwnershipError, atomic_write_text, check_claimable, claim,
-                                clear_completion, fingerprint, mark_complete, read_marker, undecodable_name,
-                                write_marker)
+                                clear_completion, fingerprint, mark_complete, read_marker, remove_owned_tree,
+                                undecodable_name, write_marker)
 from train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state,
                               save_checkpoint, set_rng_state)
 from train.config import RESUME_KEYS, TrainConfig, lookup, resume_mismatches
@@ -86,8 +86,8 @@ def completion(cfg: TrainConfig) -> tuple[dict, dict]:
     return config, {"shards": fingerprint(cfg.data.shards), "vocab": fingerprint(cfg.data.vocab)}
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print):
-        self.cfg, self.resume, self._print = cfg, resume, log
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print, overwrite: bool = False):
+        self.cfg, self.resume, self.overwrite, self._print = cfg, resume, overwrite, log
         self.run_dir = Path(cfg.output)
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.rank = int(os.environ.get("RANK", "0"))
@@ -183,13 +183,17 @@ class Trainer:
                                            betas=(o.beta1, o.beta2), eps=o.eps, **fused)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(o.warmup_steps, cfg.steps))
 
-        # resume, or refuse to overwrite an earlier run
+        # resume, replace (--overwrite) or refuse to overwrite an earlier run
         ckpt_path = self.run_dir / CHECKPOINT
-        if self.resume:
+        replace = self.overwrite and ckpt_path.exists() and self._replaceable(ckpt_path)
+        if self.resume and not replace:
             self._load(ckpt_path)
-        elif ckpt_path.exists():
+        elif ckpt_path.exists() and not replace:
             raise SetupError(f"--output {self.run_dir} already holds {CHECKPOINT}: pass --resume to continue "
-                             f"that run, or choose another --output")
+                             f"that run (--overwrite replaces it), or choose another --output")
+        if replace and self.rank == 0:
+            self.log(f"cc100 pretrain: --overwrite: replacing the run in {self.run_dir}")
+            remove_owned_tree(self.run_dir, STAGE)
 
         model = self.raw_model
         if cfg.compile:
@@ -234,23 +238,38 @@ class Trainer:
         except EvalError as e:
             raise SetupError(f"--eval-tatoeba: {e}") from None
 
-    def _load(self, path: Path) -> None:
+    def _replaceable(self, path: Path) -> bool:
+        """--overwrite: the run in RUN_DIR is replaced unless --resume can continue it (same
+        settings, same vocabulary); an unreadable checkpoint is replaced too."""
+        if not self.resume:
+            return True
         try:
             bundle = load_checkpoint(path)
-        except CheckpointError as e:
-            raise SetupError(f"--resume: {e}") from None
+        except CheckpointError:
+            return True
+        return bool(self._incompatibilities(bundle, path))
+
+    def _incompatibilities(self, bundle: dict, path: Path) -> str | None:
+        """Why --resume cannot continue the checkpoint `bundle` with this command (None: it can)."""
         saved_model = bundle["model_config"]
         mine = dataclasses.asdict(self.model_config)
         if saved_model.get("vocab_size") != mine["vocab_size"]:
-            raise SetupError(f"--resume: {path} has a vocabulary of {saved_model.get('vocab_size')} ids, "
-                             f"--vocab has {mine['vocab_size']}")
+            return f"{path} has a vocabulary of {saved_model.get('vocab_size')} ids, --vocab has {mine['vocab_size']}"
         diffs = resume_mismatches(bundle["train_config"], self.cfg.to_dict())
         diffs += [f"model_config.{k}: checkpoint {saved_model.get(k)!r}, now {v!r}"
                   for k, v in mine.items() if saved_model.get(k) != v]
         if bundle.get("shards_vocab_sha256") != self.manifest.vocab_sha256:
             diffs.append("the shards' vocabulary differs")
-        if diffs:
-            raise SetupError(f"--resume: {path} is incompatible with this command: " + "; ".join(diffs))
+        return f"{path} is incompatible with this command: " + "; ".join(diffs) if diffs else None
+
+    def _load(self, path: Path) -> None:
+        try:
+            bundle = load_checkpoint(path)
+        except CheckpointError as e:
+            raise SetupError(f"--resume: {e}") from None
+        problem = self._incompatibilities(bundle, path)
+        if problem:
+            raise SetupError(f"--resume: {problem}")
         try:
             self.raw_model.load_state_dict(bundle["model"])
             self.optimizer.load_state_dict(bundle["optimizer"])

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.utils.cliflags import add_config_flags, config_from_args, option
+from pipeline.utils.cliflags import add_config_flags, add_force_flag, config_from_args, option
 from pipeline.contracts import VOCAB_CONFIG as CONFIG_NAME
 from pipeline.contracts import VOCAB_MODEL as MODEL_NAME  # the file name transformers' XLMRobertaTokenizer expects
 from pipeline.contracts import VOCAB_SAMPLING as SAMPLING_NAME
@@ -536,6 +536,7 @@ def parse_args(argv: list[str] | None) -> VocabConfig:
         description="Train the XLM-R SentencePiece unigram vocabulary on alpha-sampled lines.",
     )
     add_config_flags(p, VocabConfig)
+    add_force_flag(p)
     return config_from_args(VocabConfig, p.parse_args(argv))
 
 

@@ -37,7 +37,7 @@ from pipeline.contracts import (UP_TO_DATE, OwnershipError, atomic_path, claim, 
 from pipeline.normalize import normalize
 from pipeline.quality.perplexity import LM_SUFFIX, SP_SUFFIX, perplexity, tokenize
 from pipeline.utils.tools import ToolNotFoundError, find_tool, is_local
-from pipeline.utils.cliflags import add_config_flags, config_from_args, cores, option, sub_config
+from pipeline.utils.cliflags import add_config_flags, add_force_flag, config_from_args, cores, option, sub_config
 
 
 
@@ -344,6 +344,7 @@ def _parse_args(argv):
         "from DIR/{lang}.txt into LM_DIR/{lang}.sp.model and LM_DIR/{lang}.arpa.bin.",
     )
     add_config_flags(parser, LmStageConfig)
+    add_force_flag(parser)
     return parser.parse_args(argv)
 
 

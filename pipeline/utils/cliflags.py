@@ -26,6 +26,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.contracts import FORCE_FLAG
 from pipeline.contracts import parse_comma_list as comma_list
 
 # concept -> its one flag; OLD_SPELLINGS are refused in a parser unless registered as aliases
@@ -272,3 +273,10 @@ def flag_names(cls) -> dict[str, str]:
 def cores() -> int:
     """The default of a --workers or --threads flag that follows the machine: its CPU cores."""
     return os.cpu_count() or 1
+
+
+def add_force_flag(parser: argparse.ArgumentParser) -> None:
+    """`--force`, which every stage takes (pipeline/contracts.py FORCE_FLAG): listed in --help
+    here; each stage's main takes it out of argv before parsing (`contracts.pop_force`)."""
+    parser.add_argument(FORCE_FLAG, action="store_true",
+                        help="run even when OUTPUT is up to date (same config and inputs)")

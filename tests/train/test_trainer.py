@@ -366,3 +366,27 @@ def test_loss_falls_and_the_export_predicts_masks(world, tmp_path):
         pred = hf(input_ids=torch.tensor([ids])).logits[0, ids.index(tok.mask_id)].argmax().item()
     assert pred not in (tok.bos_id, tok.pad_id, tok.eos_id, tok.mask_id) and pred < tok.vocab_size
     assert tok.id_to_piece(pred), "a piece of the vocabulary"
+
+
+def test_overwrite_replaces_a_run_that_cannot_be_continued_and_resumes_one_that_can(world, reference, tmp_path):
+    """--overwrite (the DAG's rebuild_changed): a run with other settings is replaced by a fresh
+    one; with --resume a compatible run is continued, not replaced; the refusals stay without it."""
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    rc, out, err = pretrain(world, run, "--resume", "--seed", 1)
+    assert rc == 2 and "incompatible with this command" in err
+    rc, out, err = pretrain(world, run, "--resume", "--seed", 1, "--overwrite")
+    assert rc == 0, err
+    assert f"--overwrite: replacing the run in {run}" in out
+    steps = [r["step"] for r in read_log(run) if "loss" in r]
+    assert steps[0] == 1 and steps[-1] == STEPS  # a fresh run, not the reference continued
+    assert read_log(run) != read_log(reference)
+
+    # a compatible, unfinished run is continued (--resume wins over --overwrite)
+    partial = tmp_path / "partial"
+    rc, out, err = pretrain(world, partial, "--stop-at-step", 4, "--checkpoint-every", 2)
+    rc, out, err = pretrain(world, partial, "--resume", "--overwrite")
+    assert rc == 0, err
+    assert "replacing" not in out
+    assert [r["loss"] for r in read_log(partial) if "loss" in r][-1] == \
+        [r["loss"] for r in read_log(reference) if "loss" in r][-1]
