@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("train.plot", "training log.jsonl -> PNG loss curves"),
     "evaluate": ("train.evaluate", "Tatoeba retrieval + held-out masked-LM loss vs unigram baseline"),
     "finetune": ("train.finetune", "fine-tune an export with transformers' Trainer (XNLI)"),
-    "prefetch": ("pipeline.readers.snapshot", "download WET segments of a snapshot (retries, resume)"),
+    "prefetch": ("pipeline.readers.prefetch", "download WET segments of a snapshot (retries, resume)"),
 }
 
 
