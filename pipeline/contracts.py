@@ -531,13 +531,13 @@ def mark_complete(directory: str | os.PathLike, stage: str, config: dict, inputs
 
 
 def read_completion(directory: str | os.PathLike) -> dict | None:
-    """The completion record of a local output, or None (none, unreadable, not a record)."""
+    """The completion record of a local output, or None (none, unreadable, not a record; a
+    record, like a marker, is a JSON object naming its stage: `parse_marker` reads both)."""
     try:
         with open(complete_path(directory), "rb") as f:
-            record = json.loads(f.read())
-    except (OSError, ValueError, UnicodeDecodeError):
+            return parse_marker(f.read())
+    except OSError:
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("stage"), str) else None
 
 
 def clear_completion(directory: str | os.PathLike) -> None:
@@ -623,12 +623,14 @@ def describe_changes(recorded: dict, current: dict, what: str) -> list[str]:
     return items
 
 
-def out_of_date(directory: str | os.PathLike, stage: str, config: dict, inputs: dict) -> str | None:
+def out_of_date(directory: str | os.PathLike, stage: str, config: dict, inputs: dict,
+                read=read_completion, exists=os.path.isdir) -> str | None:
     """None when `directory` holds a complete run of `stage` with this config and these inputs
-    (up to date: nothing to do); otherwise why not, in a few words naming what changed."""
-    record = read_completion(directory)
+    (up to date: nothing to do); otherwise why not, in a few words naming what changed. `read`
+    and `exists` reach another file system (the corpus on gs://, through Beam's FileSystems)."""
+    record = read(directory)
     if record is None:
-        return "no completion record" if os.path.isdir(directory) else "no output yet"
+        return "no completion record" if exists(directory) else "no output yet"
     if record.get("stage") != stage:
         return f"completion record of cc100 {record.get('stage')}"
     current = completion_record(stage, config, inputs)
@@ -648,18 +650,20 @@ def decisive(config: dict, exclude: Iterable[str]) -> dict:
 
 
 def skip_if_up_to_date(directory: str | os.PathLike, stage: str, config: dict, inputs: dict,
-                       force: bool = False, log=print) -> bool:
+                       force: bool = False, log=print, read=read_completion, exists=os.path.isdir,
+                       marker=None) -> bool:
     """The one check every stage makes before its work: True (and UP_TO_DATE logged) when
     `directory` is up to date, so the stage has nothing to do and exits 0. False otherwise,
-    after logging why an existing output is not up to date (or that `force` asked for a run)."""
+    after logging why an existing output is not up to date (or that `force` asked for a run).
+    `read`, `exists` and `marker` (default read_marker) reach another file system."""
     if force:
         log(FORCED.format(stage=stage))
         return False
-    reason = out_of_date(directory, stage, config, inputs)
+    reason = out_of_date(directory, stage, config, inputs, read=read, exists=exists)
     if reason is None:
         log(UP_TO_DATE.format(stage=stage, output=os.fspath(directory)))
         return True
-    if (read_marker(directory) or {}).get("stage") == stage:  # an earlier output of this stage
+    if ((marker or read_marker)(directory) or {}).get("stage") == stage:  # an earlier output of this stage
         log(NOT_UP_TO_DATE.format(stage=stage, reason=reason))
     return False
 

@@ -43,7 +43,6 @@ from pipeline.contracts import (
     TOP_LINES_FILE,
     decisive,
     find_meta,
-    mark_complete,
     meta_path,
     skip_if_up_to_date,
     stat_fingerprint,
@@ -83,7 +82,11 @@ from pipeline.writers.parquet import (
     list_parts,
     match_inputs,
     output_problem,
+    remote_fingerprint,
+    remote_stat_fingerprint,
     remove_tree,
+    up_to_date_hooks,
+    write_completion,
     write_json,
     write_text,
 )
@@ -201,8 +204,9 @@ class CorpusRun:
             files = [] if self.config.snapshot else match_inputs(self.config.inputs)
         except CorpusIOError:
             return False  # the preflight reports it
-        decided = completion(self.config, files)
-        return decided is not None and skip_if_up_to_date(self.config.output, "corpus", *decided, force=self.force)
+        output = self.config.output
+        return skip_if_up_to_date(output, "corpus", *completion(self.config, files), force=self.force,
+                                  **up_to_date_hooks(output))
 
     def remove_leftovers(self) -> None:
         """What killed runs of this stage on this output left (pipeline/utils/leftovers.py): their staging
@@ -267,8 +271,8 @@ class CorpusRun:
         if stats["committed"]:
             write_text(FileSystems.join(self.staging, DATASET_CARD), render_card(stats))
             write_json(meta_path(self.staging, STATS_FILE), stats)  # marks the run finished
-            if (decided := completion(self.config, self.files)) is not None:
-                mark_complete(self.staging, "corpus", *decided)  # what a later run compares with
+            # what a later run compares with
+            write_completion(self.staging, "corpus", *completion(self.config, self.files))
             commit_output(self.staging, self.config.output, self.config.overwrite)
         else:  # nothing is committed; the spools of the finished segments stay for the re-run
             write_json(self.failed_run_stats(), stats)
@@ -360,16 +364,16 @@ class CorpusRun:
             remove_tree(self.staging)
 
 
-def completion(config: CorpusConfig, files: list[str]) -> tuple[dict, dict] | None:
+def completion(config: CorpusConfig, files: list[str]) -> tuple[dict, dict]:
     """(config, inputs) that decide a corpus run (pipeline/contracts.py): the settings, the WET
-    files by path, size and time, the LM directory, LID model and cutoffs; None when the output
-    or an input is not local (no completion records on object stores)."""
+    files by path, size and time, the LM directory, LID model and cutoffs (on an object store:
+    the same through Beam's FileSystems, with the update time for the modification time)."""
     models = {"lm": config.lm_dir, "lid_model": config.language.model, "cutoffs": config.cutoffs}
-    if any("://" in path for path in [config.output, *files, *filter(None, models.values())]):
-        return None
-    inputs = {name: input_fingerprint(path) for name, path in models.items() if path}
+    inputs = {name: remote_fingerprint(path) if "://" in path else input_fingerprint(path)
+              for name, path in models.items() if path}
     if files:
-        inputs["wet"] = stat_fingerprint(files)
+        remote = any("://" in path for path in files)
+        inputs["wet"] = remote_stat_fingerprint(files) if remote else stat_fingerprint(files)
     return decisive(config.to_dict(), RUN_ONLY), inputs
 
 

@@ -23,6 +23,7 @@ so the output is the same whatever the runner's parallelism.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -36,14 +37,19 @@ from collections.abc import Sequence
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.utils.batch import BatchDocuments
 from pipeline.contracts import (
+    COMPLETE_FILE,
     MARKER_FILE,
     META_DIR,
     claim_problem,
+    completion_bytes,
+    completion_record,
+    mark_complete,
     marker_bytes,
     ownership_problem,
     PART_FILE_GLOB,
@@ -315,6 +321,62 @@ def check_output(output: str, overwrite: bool) -> None:
             f"--output {output}: already holds a finished cc100 corpus run; "
             "pass --overwrite to replace it, or choose another directory"
         )
+
+
+def read_stage_record(directory: str, name: str) -> dict | None:
+    """`directory`'s marker (MARKER_FILE) or completion record (COMPLETE_FILE), on any Beam
+    filesystem; None when there is none or it is not one."""
+    path = FileSystems.join(directory, META_DIR, name)
+    try:
+        if not FileSystems.exists(path):
+            return None
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            return parse_marker(f.read())
+    except (OSError, BeamIOError):
+        return None
+
+
+def up_to_date_hooks(directory: str) -> dict:
+    """contracts.skip_if_up_to_date's readers for `directory`: none for a local path (the
+    defaults), Beam's FileSystems for gs:// and other object stores."""
+    if _is_local(directory):
+        return {}
+    return {"read": lambda d: read_stage_record(d, COMPLETE_FILE),
+            "marker": lambda d: read_stage_record(d, MARKER_FILE),
+            "exists": lambda d: bool(_match_all(d))}
+
+
+def write_completion(directory: str, stage: str, config: dict, inputs: dict) -> None:
+    """contracts.mark_complete on any Beam filesystem (the directory is committed by a rename
+    afterwards, so the record arrives with the output)."""
+    if _is_local(directory):
+        mark_complete(directory, stage, config, inputs)
+        return
+    with FileSystems.create(FileSystems.join(directory, META_DIR, COMPLETE_FILE)) as f:
+        f.write(completion_bytes(completion_record(stage, config, inputs)))
+
+
+def remote_stat_fingerprint(paths: Sequence[str]) -> str:
+    """contracts.stat_fingerprint for files on any Beam filesystem: path, size, last update."""
+    lines = []
+    for path in sorted(paths):
+        meta = FileSystems.match([path])[0].metadata_list[0]
+        lines.append(f"{path}\0{meta.size_in_bytes}\0{meta.last_updated_in_seconds}\n")
+    return "stat:" + hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def remote_fingerprint(path: str) -> str:
+    """contracts.fingerprint on an object store: a cc100 output's completion record (the chain),
+    else the size and update time of the file or of every file under the prefix (not META_DIR)."""
+    record = FileSystems.join(path, META_DIR, COMPLETE_FILE)
+    if FileSystems.exists(record):
+        with FileSystems.open(record, compression_type="uncompressed") as f:
+            return "record:" + hashlib.sha256(f.read()).hexdigest()
+    if FileSystems.exists(path) and FileSystems.match([path])[0].metadata_list:
+        return remote_stat_fingerprint([path])
+    meta = "/" + META_DIR + "/"
+    files = [p for p in _match_all(path) if meta not in p]
+    return remote_stat_fingerprint(files) if files else "missing"
 
 
 def write_marker(directory: str, stage: str = STAGE) -> None:

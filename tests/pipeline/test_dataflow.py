@@ -352,7 +352,13 @@ def test_whole_job_runs_on_an_object_store_and_resumes_from_remote_spools(shared
     rows = sum(pq.read_table(io.BytesIO(first[p])).num_rows for p in parts)
     assert rows == stats["counters"]["documents_out"] > 300
 
-    assert main(argv + ["--overwrite"]) == 0  # re-run: both segments from the remote spools
+    assert main(argv) == 0  # the same run again: up to date, nothing written
+    assert "cc100 corpus: up to date (memfs://bucket/corpus)" in capsys.readouterr().out
+    assert {p: get(p) for p in listing("memfs://bucket/corpus/")} == first
+    assert main(argv + ["--min-len", "250"]) == 2  # other settings: refused without --overwrite
+    assert "not up to date (config min_len: 300 -> 250)" in capsys.readouterr().out
+
+    assert main(argv + ["--force"]) == 0  # re-run: both segments from the remote spools
     again = {p: get(p) for p in listing("memfs://bucket/corpus/")}
     stats2 = json.loads(again["memfs://bucket/corpus/.cc100/stats.json"])
     assert stats2["segments"]["spool"] == 2 and stats2["counters"].get("segments_parsed", 0) == 0
