@@ -61,9 +61,19 @@ def quiet_imports() -> None:
         root.addHandler(_handler())
 
 
+class DropBeamTracebacks(logging.Filter):
+    """Beam logs a failing DoFn's traceback at ERROR before the job raises; the command then
+    says what failed in one line, so without --verbose that traceback is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("apache_beam"):
+            return True
+        return record.exc_info is None and "Traceback (most recent call last)" not in str(record.msg)
+
+
 def setup(verbose: bool = False) -> None:
     """A command's logging: our loggers at INFO on stderr in our format, libraries at WARNING
-    (everything with --verbose)."""
+    (everything with --verbose; Beam's tracebacks only with --verbose)."""
     quiet_imports()
     handler = _handler()
     for name in OURS:
@@ -71,4 +81,10 @@ def setup(verbose: bool = False) -> None:
         ours.handlers[:] = [handler]
         ours.setLevel(logging.INFO)
         ours.propagate = False
-    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    for h in root.handlers:
+        if isinstance(h, _Stderr):  # ours (quiet_imports); an application's handlers are its own
+            h.filters[:] = [f for f in h.filters if not isinstance(f, DropBeamTracebacks)]
+            if not verbose:
+                h.addFilter(DropBeamTracebacks())

@@ -411,24 +411,33 @@ def test_input_file_name_that_is_not_utf8_is_refused_before_any_work(tmp_path, c
     assert sorted(os.listdir(tmp_path)) == ["a.warc.wet.gz", os.fsdecode(b"seg\xff.warc.wet.gz")]
 
 
-def test_full_disk_is_one_line_and_keeps_the_previous_output(tmp_path, capsys, monkeypatch):
-    """ENOSPC simulated by monkeypatching the Parquet write (the in-process runner calls it)."""
-    import errno
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FULL_DISK = """
+import errno, sys
+import pipeline.writers.parquet
+from pipeline.corpus import main
 
-    import pipeline.writers.parquet
+def full_disk(path, docs, schema):
+    raise OSError(errno.ENOSPC, "No space left on device", path)
 
+pipeline.writers.parquet.write_parquet = full_disk  # the in-process runner calls it
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_output(tmp_path):
+    """ENOSPC simulated by patching the Parquet write, in a process of its own: the logging a
+    user sees is the command's (in-process, pytest's log capture would hide Beam's traceback)."""
     good = tmp_path / "a.warc.wet.gz"
     good.write_bytes(gzip_members(_records("a")))
     previous = tmp_path / "out"
     write_marker(previous, "corpus")
     (previous / "stats.json").write_text('{"run": "previous"}')
 
-    def full_disk(path, docs, schema):
-        raise OSError(errno.ENOSPC, "No space left on device", path)
-
-    monkeypatch.setattr(pipeline.writers.parquet, "write_parquet", full_disk)
-    code, out, err = _main(["--input", str(good), "--output", str(previous), "--overwrite",
-                            "--lang-threshold", "0"], capsys)
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, "--input", str(good), "--output", str(previous),
+                           "--overwrite", "--lang-threshold", "0", "--workers", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
     assert code == 1, out + err
     failed = [line for line in err.splitlines() if line.startswith("cc100 corpus:")]
     assert len(failed) == 1 and "Traceback" not in err
