@@ -161,6 +161,7 @@ class CorpusRun:
         self.work_dir = config.work
         self.fingerprint = work_fingerprint(config.min_len, config.max_record_bytes)
         self.files: list[str] = []  # the matched --input files (none with --snapshot)
+        self.decided: tuple[dict, dict] | None = None  # (config, inputs): compared, then recorded at commit
         self.segments: list[Segment] = []
         self.staging: str | None = None
         self.models = None  # pipeline.quality.perplexity.validate_models' summary
@@ -173,12 +174,16 @@ class CorpusRun:
         False (nothing created) when the output is already up to date."""
         config = self.config
         self.remove_leftovers()  # only what killed runs provably left; the output is not touched
+        try:
+            self.files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
+        except CorpusIOError as e:
+            raise RunRefused(str(e)) from None
+        self.decided = completion(config, self.files)
         if self.up_to_date():
             return False
         work_existed = "://" not in self.work_dir and os.path.isdir(self.work_dir)
         work_state = None
         try:
-            self.files = [] if config.snapshot else match_inputs(config.inputs)  # a bad glob comes first
             check_path_names(config)
             check_output(config.output, config.overwrite)
             self.models = validate_models(config.language.model, config.lm_dir, config.language.langs, config.cutoffs)
@@ -198,15 +203,10 @@ class CorpusRun:
 
     def up_to_date(self) -> bool:
         """True when OUTPUT holds a finished run of the same settings and inputs (its completion
-        record, pipeline/contracts.py), so there is nothing to do. Preflight asks before it checks
-        or creates anything (after removing what killed runs left)."""
-        try:
-            files = [] if self.config.snapshot else match_inputs(self.config.inputs)
-        except CorpusIOError:
-            return False  # the preflight reports it
+        record, pipeline/contracts.py), so there is nothing to do. Preflight asks once the inputs
+        are matched, before it checks or creates anything else."""
         output = self.config.output
-        return skip_if_up_to_date(output, "corpus", *completion(self.config, files), force=self.force,
-                                  **up_to_date_hooks(output))
+        return skip_if_up_to_date(output, "corpus", *self.decided, force=self.force, **up_to_date_hooks(output))
 
     def remove_leftovers(self) -> None:
         """What killed runs of this stage on this output left (pipeline/utils/leftovers.py): their staging
@@ -271,8 +271,8 @@ class CorpusRun:
         if stats["committed"]:
             write_text(FileSystems.join(self.staging, DATASET_CARD), render_card(stats))
             write_json(meta_path(self.staging, STATS_FILE), stats)  # marks the run finished
-            # what a later run compares with
-            write_completion(self.staging, "corpus", *completion(self.config, self.files))
+            # what a later run compares with: the inputs as preflight saw them, before the run read them
+            write_completion(self.staging, "corpus", *self.decided)
             commit_output(self.staging, self.config.output, self.config.overwrite)
         else:  # nothing is committed; the spools of the finished segments stay for the re-run
             write_json(self.failed_run_stats(), stats)
