@@ -556,13 +556,22 @@ def _sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def stat_digest(entries: Iterable[tuple[str, int, int | float]]) -> str:
+    """`stat:` + a hash of (path, size, modification time) per file, in path order: the one
+    form of a stat fingerprint, local (`stat_fingerprint`) or on an object store."""
+    h = hashlib.sha256()
+    for path, size, mtime in sorted(entries):
+        h.update(f"{path}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+    return "stat:" + h.hexdigest()
+
+
 def stat_fingerprint(paths: Iterable[str | os.PathLike]) -> str:
     """`stat:` + a hash of each file's path, size and mtime (big raw inputs: WET files)."""
-    h = hashlib.sha256()
-    for path in sorted(os.fspath(p) for p in paths):
+    entries = []
+    for path in map(os.fspath, paths):
         st = os.stat(path)
-        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return "stat:" + h.hexdigest()
+        entries.append((path, st.st_size, st.st_mtime_ns))
+    return stat_digest(entries)
 
 
 def content_fingerprint(path: str | os.PathLike) -> str:

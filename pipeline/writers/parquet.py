@@ -56,6 +56,7 @@ from pipeline.contracts import (
     parse_marker,
     part_name,
     remove_tree_no_follow,
+    stat_digest,
     undecodable_name,
 )
 from pipeline.utils.leftovers import staging_path
@@ -298,12 +299,8 @@ def output_problem(output: str, stage: str = STAGE, replace: bool = True) -> str
     """Why `stage` may not write (`replace`: or replace) `output`, on any filesystem; None: it may."""
     if _is_local(output):
         return claim_problem(output, stage, replace)
-    path = FileSystems.join(output, META_DIR, MARKER_FILE)
-    exists = FileSystems.exists(path)
-    marker = None
-    if exists:
-        with FileSystems.open(path, compression_type="uncompressed") as f:
-            marker = parse_marker(f.read())
+    exists = FileSystems.exists(FileSystems.join(output, META_DIR, MARKER_FILE))
+    marker = read_stage_record(output, MARKER_FILE) if exists else None
     return ownership_problem(output, stage, marker, exists, exists or bool(_match_all(output)))
 
 
@@ -358,11 +355,8 @@ def write_completion(directory: str, stage: str, config: dict, inputs: dict) -> 
 
 def remote_stat_fingerprint(paths: Sequence[str]) -> str:
     """contracts.stat_fingerprint for files on any Beam filesystem: path, size, last update."""
-    lines = []
-    for path in sorted(paths):
-        meta = FileSystems.match([path])[0].metadata_list[0]
-        lines.append(f"{path}\0{meta.size_in_bytes}\0{meta.last_updated_in_seconds}\n")
-    return "stat:" + hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+    metas = [(path, FileSystems.match([path])[0].metadata_list[0]) for path in paths]
+    return stat_digest((path, m.size_in_bytes, m.last_updated_in_seconds) for path, m in metas)
 
 
 def remote_fingerprint(path: str) -> str:
