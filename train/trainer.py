@@ -185,9 +185,11 @@ class Trainer:
 
         # resume, replace (--overwrite) or refuse to overwrite an earlier run
         ckpt_path = self.run_dir / CHECKPOINT
-        replace = self.overwrite and ckpt_path.exists() and self._replaceable(ckpt_path)
+        bundle = self._read_for_overwrite(ckpt_path)
+        replace = self.overwrite and ckpt_path.exists() and (
+            bundle is None or self._incompatibilities(bundle, ckpt_path) is not None)
         if self.resume and not replace:
-            self._load(ckpt_path)
+            self._load(ckpt_path, bundle)
         elif ckpt_path.exists() and not replace:
             raise SetupError(f"--output {self.run_dir} already holds {CHECKPOINT}: pass --resume to continue "
                              f"that run (--overwrite replaces it), or choose another --output")
@@ -238,16 +240,16 @@ class Trainer:
         except EvalError as e:
             raise SetupError(f"--eval-tatoeba: {e}") from None
 
-    def _replaceable(self, path: Path) -> bool:
-        """--overwrite: the run in RUN_DIR is replaced unless --resume can continue it (same
-        settings, same vocabulary); an unreadable checkpoint is replaced too."""
-        if not self.resume:
-            return True
+    def _read_for_overwrite(self, path: Path) -> dict | None:
+        """--overwrite with --resume: the checkpoint, read once to decide whether --resume can
+        continue it (then it is restored from this read); None otherwise, or when unreadable
+        (a run --overwrite replaces, like one of other settings or another vocabulary)."""
+        if not (self.overwrite and self.resume and path.exists()):
+            return None
         try:
-            bundle = load_checkpoint(path)
+            return load_checkpoint(path)
         except CheckpointError:
-            return True
-        return bool(self._incompatibilities(bundle, path))
+            return None
 
     def _incompatibilities(self, bundle: dict, path: Path) -> str | None:
         """Why --resume cannot continue the checkpoint `bundle` with this command (None: it can)."""
@@ -262,11 +264,13 @@ class Trainer:
             diffs.append("the shards' vocabulary differs")
         return f"{path} is incompatible with this command: " + "; ".join(diffs) if diffs else None
 
-    def _load(self, path: Path) -> None:
-        try:
-            bundle = load_checkpoint(path)
-        except CheckpointError as e:
-            raise SetupError(f"--resume: {e}") from None
+    def _load(self, path: Path, bundle: dict | None = None) -> None:
+        """Restore the run from the checkpoint at `path` (`bundle`: already read from it)."""
+        if bundle is None:
+            try:
+                bundle = load_checkpoint(path)
+            except CheckpointError as e:
+                raise SetupError(f"--resume: {e}") from None
         problem = self._incompatibilities(bundle, path)
         if problem:
             raise SetupError(f"--resume: {problem}")
