@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 import resource
 import subprocess
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.utils.cliflags import add_config_flags, add_force_flag, config_from_args, option
+from pipeline.utils.cliflags import add_config_flags, add_force_flag, config_from_args, cores, option
 from pipeline.contracts import VOCAB_CONFIG as CONFIG_NAME
 from pipeline.contracts import VOCAB_MODEL as MODEL_NAME  # the file name transformers' XLMRobertaTokenizer expects
 from pipeline.contracts import VOCAB_SAMPLING as SAMPLING_NAME
@@ -68,10 +67,6 @@ class VocabError(ValueError):
     """A user-facing failure: printed as one line, exit status 2."""
 
 
-def all_cores() -> int:
-    return os.cpu_count() or 1
-
-
 @dataclass
 class VocabConfig:
     corpus: Path = option("--corpus", required=True, metavar="OUTPUT",
@@ -91,7 +86,7 @@ class VocabConfig:
                                            help="languages to use (default: all in the corpus)")
     seed: int = option("--seed", default=0,
                        help="seed of the line draw and of SentencePiece (default: %(default)s)")
-    threads: int = option("--threads", default_factory=all_cores, metavar="N",
+    threads: int = option("--threads", default_factory=cores, metavar="N",
                           help="SentencePiece threads (default: all cores, %(default)s)")
     character_coverage: float = option(
         "--character-coverage", default=0.9995, metavar="C",
