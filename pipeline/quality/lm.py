@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.contracts import (UP_TO_DATE, OwnershipError, atomic_path, claim, completion_record,
-                                content_fingerprint, decisive, mark_complete, pop_force, read_completion)
+                                content_fingerprint, decisive, mark_complete, parse_languages, pop_force,
+                                read_completion)
 from pipeline.normalize import normalize
 from pipeline.quality.perplexity import LM_SUFFIX, SP_SUFFIX, perplexity, tokenize
 from pipeline.utils.tools import ToolNotFoundError, find_tool, is_local
@@ -399,8 +400,6 @@ def claim_output(output: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     force, argv = pop_force(argv)
-    from pipeline.quality.lid import parse_langs
-
     try:
         args = config_from_args(LmStageConfig, _parse_args(argv))
     except ValueError as e:
@@ -414,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     found = available_languages(args.reference)
-    langs = list(parse_langs(args.langs)) if args.langs else found
+    langs = list(parse_languages(args.langs)) if args.langs else found
     if not found:
         print(f"cc100 lm: {args.reference}: no *.txt reference files found", file=sys.stderr)
         return 2
